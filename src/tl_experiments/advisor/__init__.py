@@ -1,0 +1,40 @@
+"""Strategy advisor: the seed's decision rules as data, and the tree figure drawn from them.
+
+Measuring dataset size, domain similarity and budget, and the ``python -m
+tl_experiments.advise`` CLI, will build on these names.
+"""
+
+from tl_experiments.advisor.rules import (
+    BUDGETS,
+    PRIORITIES,
+    RULES,
+    SIMILARITIES,
+    SIZE_CLASSES,
+    STRATEGIES,
+    Recommendation,
+    Rule,
+    StrategyInfo,
+    budget_class,
+    recommend,
+    size_class,
+)
+from tl_experiments.advisor.tree import Branch, draw_decision_tree, leaf_labels, tree_branches
+
+__all__ = [
+    "BUDGETS",
+    "PRIORITIES",
+    "RULES",
+    "SIMILARITIES",
+    "SIZE_CLASSES",
+    "STRATEGIES",
+    "Branch",
+    "Recommendation",
+    "Rule",
+    "StrategyInfo",
+    "budget_class",
+    "draw_decision_tree",
+    "leaf_labels",
+    "recommend",
+    "size_class",
+    "tree_branches",
+]

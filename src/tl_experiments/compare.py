@@ -1,0 +1,48 @@
+"""Compare the runs of a sweep: `python -m tl_experiments.compare SWEEP_DIR [--out DIR]`.
+
+Writes report.md, report.csv and PNG plots into the sweep folder (or --out) and
+prints the comparison table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tl_experiments.errors import UserError
+from tl_experiments.report import render_table, write_report
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tl-compare",
+        description="Aggregate a sweep's run folders over seeds into a table and plots.",
+    )
+    parser.add_argument("sweep_dir", help="multirun folder, e.g. logs/multirun/<date>/<time>")
+    parser.add_argument("--out", default=None, help="output folder (default: SWEEP_DIR)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the compare command; returns the exit code (0 ok, 2 missing folder or no runs)."""
+    args = _parser().parse_args(argv)
+    try:
+        report = write_report(args.sweep_dir, args.out)
+    except UserError as exc:  # one sentence naming the fix, as every entry point does
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    if report.summary.empty:
+        print("No finished runs; see the failed runs in report.md.")
+    else:
+        print(render_table(report.summary))
+    n_failed = sum(not r.ok for r in report.runs)
+    if n_failed:
+        print(f"\n{n_failed} failed run(s), listed in report.md.")
+    print(f"\nWrote {', '.join(str(f) for f in report.files)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

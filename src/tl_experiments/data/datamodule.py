@@ -1,0 +1,101 @@
+"""The LightningDataModule over an :class:`ImageSet` and its splits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from tl_experiments.data.sources import ImageSet
+from tl_experiments.errors import UserError
+
+__all__ = ["ImageDataModule", "ImageDataset", "to_pil"]
+
+# Deterministic splits of at most this many bytes (as float tensors) are transformed once
+# and kept in memory, instead of decoding and resizing every image again every epoch.
+PRECOMPUTE_LIMIT_BYTES = 2 * 1024**3
+
+
+def to_pil(item) -> Image.Image:
+    """An RGB PIL image from a uint8 array (grayscale becomes 3 channels) or a file path."""
+    if isinstance(item, np.ndarray):
+        return Image.fromarray(item).convert("RGB")
+    try:
+        with Image.open(item) as img:
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError) as e:
+        raise UserError(f"Cannot read image '{item}' ({type(e).__name__}); remove or replace "
+                        "the file.") from None
+
+
+class ImageDataset(Dataset):
+    """Items of an :class:`ImageSet` at the given indices, transformed on access."""
+
+    def __init__(self, items: list, labels: np.ndarray, transform: Callable) -> None:
+        self.items, self.labels, self.transform = items, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.transform(to_pil(self.items[i])), int(self.labels[i])
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Train/val/test loaders; deterministic splits are transformed once, up front."""
+
+    def __init__(self, image_set: ImageSet, splits: dict[str, np.ndarray], train_transform: Callable,
+                 eval_transform: Callable, augment: bool, img_size: int, batch_size: int = 32,
+                 num_workers: int = 0) -> None:
+        super().__init__()
+        if batch_size <= 0:
+            raise UserError(f"data.batch_size={batch_size} must be positive.")
+        self.image_set, self.splits = image_set, splits
+        self.transforms = {"train": train_transform if augment else eval_transform,
+                           "val": eval_transform, "test": eval_transform}
+        self.deterministic = {"train": not augment, "val": True, "test": True}
+        self.img_size, self.batch_size, self.num_workers = img_size, batch_size, num_workers
+        self.datasets: dict[str, Dataset] = {}
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.image_set.class_names
+
+    def split_dataset(self, split: str) -> Dataset:
+        """The dataset of one split, precomputed as tensors when that is possible and cheap."""
+        if split not in self.datasets:
+            idx = self.splits[split]
+            items = [self.image_set.items[i] for i in idx]
+            labels = self.image_set.labels[idx]
+            ds = ImageDataset(items, labels, self.transforms[split])
+            nbytes = len(ds) * 3 * self.img_size**2 * 4
+            if self.deterministic[split] and nbytes <= PRECOMPUTE_LIMIT_BYTES:
+                x = torch.stack([ds[i][0] for i in range(len(ds))])
+                ds = TensorDataset(x, torch.as_tensor(labels, dtype=torch.long))
+            self.datasets[split] = ds
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        for split in wanted.get(stage, ("train", "val", "test")):
+            self.split_dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.split_dataset(split), batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+

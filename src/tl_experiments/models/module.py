@@ -1,0 +1,134 @@
+"""The LightningModule: a timm backbone trained under a :class:`Strategy`, stage by stage."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from tl_experiments.models.stages import get_stages
+from tl_experiments.strategies import Strategy, apply_trainable, param_groups
+
+__all__ = ["TransferModule", "SCHEDULERS"]
+
+SCHEDULERS = ("cosine", "onecycle", "constant")
+
+
+class TransferModule(pl.LightningModule):
+    """Classifier over a timm backbone whose stages train as the strategy says.
+
+    Args:
+        backbone: a timm model whose head already has ``len(class_names)`` outputs.
+        strategy: which stages train, their learning rates and the BatchNorm policy.
+        class_names: label names, index = class id (kept in the checkpoint).
+        scheduler: ``cosine`` (per step, to 0), ``onecycle`` or ``constant``.
+        label_smoothing: cross-entropy label smoothing.
+    """
+
+    def __init__(self, backbone: nn.Module, strategy: Strategy, class_names: Sequence[str],
+                 scheduler: str = "cosine", label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.strategy = strategy
+        self.class_names = list(class_names)
+        self.scheduler_name = scheduler
+        self.label_smoothing = label_smoothing
+        self.stages = get_stages(backbone)
+        apply_trainable(self.stages, strategy.trainable)
+        n = len(self.class_names)
+        self.train_acc = MulticlassAccuracy(n, average="micro")
+        self.val_acc = MulticlassAccuracy(n, average="micro")
+        self.test_acc = MulticlassAccuracy(n, average="micro")
+        self.test_f1 = MulticlassF1Score(n, average="macro")
+        self.test_per_class = nn.ModuleDict({
+            "precision": MulticlassPrecision(n, average=None),
+            "recall": MulticlassRecall(n, average=None),
+            "f1": MulticlassF1Score(n, average=None),
+        })
+        self.test_confmat = MulticlassConfusionMatrix(n)
+        self.meta: dict = {}  # arch, data config, run config: stored in every checkpoint
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["tl_experiments"] = {"class_names": self.class_names,
+                                        "strategy": self.strategy.name, **self.meta}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+    def train(self, mode: bool = True) -> TransferModule:
+        """Frozen stages stay in eval mode (fixed BatchNorm statistics) unless ``train_bn``."""
+        super().train(mode)
+        if mode and not self.strategy.train_bn:
+            for stage in self.stages:
+                if not stage.trainable:
+                    for m in stage.modules:
+                        m.eval()
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning (>= 2.2) never calls .train() itself: it keeps whatever mode the modules
+        # are in, so the frozen-stage policy is applied here, every epoch.
+        self.train()
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]):
+        x, y = batch
+        logits = self(x)
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits, y
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, logits, y = self._step(batch)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, logits, y = self._step(batch)
+        self.val_acc(logits, y)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        loss, logits, y = self._step(batch)
+        for metric in (self.test_acc, self.test_f1, self.test_confmat, *self.test_per_class.values()):
+            metric.update(logits, y)
+        self.log("test/loss", loss, on_epoch=True)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/acc", self.test_acc.compute())
+        self.log("test/f1_macro", self.test_f1.compute())
+
+    def test_results(self) -> dict:
+        """Per-class precision/recall/F1/support and the confusion matrix of the last test."""
+        confmat = self.test_confmat.compute().cpu()
+        per_class = {k: m.compute().cpu().tolist() for k, m in self.test_per_class.items()}
+        per_class["support"] = confmat.sum(dim=1).tolist()
+        return {"per_class": per_class, "confusion_matrix": confmat.tolist()}
+
+    def configure_optimizers(self):
+        groups = param_groups(self.stages, self.strategy)
+        optimizer = torch.optim.AdamW(groups, lr=self.strategy.lr)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        if self.scheduler_name == "constant":
+            return optimizer
+        if self.scheduler_name == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+        elif self.scheduler_name == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=[g["lr"] for g in groups], total_steps=total)
+        else:
+            from tl_experiments.errors import UserError
+
+            raise UserError(f"Unknown scheduler '{self.scheduler_name}'; use one of "
+                            f"{', '.join(SCHEDULERS)}.")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,136 @@
+"""Render the sweep report as markdown: comparison table, best run, failed runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from tl_experiments.report.collect import GROUP_KEYS, Run
+from tl_experiments.report.table import LOW_GAP, MODERATE_GAP, best_group, varying_keys
+
+__all__ = [
+    "format_count",
+    "format_key",
+    "format_mean_ci",
+    "render_failed",
+    "render_report",
+    "render_table",
+]
+
+_KEY_TITLES = {
+    "model": "Model",
+    "data": "Data",
+    "samples_per_class": "Samples/class",
+    "img_size": "Image size",
+}
+
+
+def format_count(value: float) -> str:
+    """A parameter count in three significant digits: 3.38M, 12.8K, 512."""
+    if value is None or math.isnan(value):
+        return "?"
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
+def format_mean_ci(mean: float, half_width: float, scale: float = 1.0, digits: int = 1) -> str:
+    """'mean ± half-width' in the given units; just the mean when there is no interval."""
+    if math.isnan(mean):
+        return "?"
+    text = f"{mean * scale:.{digits}f}"
+    return text if math.isnan(half_width) else f"{text} ± {half_width * scale:.{digits}f}"
+
+
+def format_key(key: str, value: object) -> str:
+    """A group key's value as text; a null samples_per_class means every training image."""
+    if pd.isna(value):
+        return "all" if key == "samples_per_class" else "?"
+    return str(value)
+
+
+def render_table(summary: pd.DataFrame) -> str:
+    """The seed lesson's comparison table, measured: one row per group, best first."""
+    keys = [k for k in varying_keys(summary) if k != "strategy"]
+    header = ["Approach", *(_KEY_TITLES[k] for k in keys), "Trainable params"]
+    header += ["Train time (s)", "Val acc (%)", "Test acc (%)", "Train-val gap (pts)"]
+    header += ["Overfitting", "Seeds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, g in summary.iterrows():
+        cells = [str(g["strategy"]), *(format_key(k, g[k]) for k in keys)]
+        cells += [
+            format_count(g["trainable_params"]),
+            format_mean_ci(g["train_seconds_mean"], g["train_seconds_ci95"]),
+            format_mean_ci(g["best_val_acc_mean"], g["best_val_acc_ci95"], scale=100),
+            format_mean_ci(g["test_acc_mean"], g["test_acc_ci95"], scale=100),
+            format_mean_ci(g["train_val_gap_mean"], math.nan, scale=100),
+            g["overfitting"],
+            str(g["n"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _render_constants(summary: pd.DataFrame) -> str:
+    varying = varying_keys(summary)
+    fixed = [f"{k}={format_key(k, summary[k].iloc[0])}" for k in GROUP_KEYS if k not in varying]
+    return f"Same in every run: {', '.join(fixed)}." if fixed else ""
+
+
+def _render_best(summary: pd.DataFrame) -> str:
+    best = best_group(summary)
+    if best is None:
+        return "No run finished, so there is no best run."
+    ckpt = best["best_checkpoint"]
+    lines = [
+        f"Best group (highest mean val accuracy): **{best['strategy']}** "
+        f"({', '.join(f'{k}={format_key(k, best[k])}' for k in GROUP_KEYS if k != 'strategy')}).",
+        f"- best run: `{best['best_run']}`",
+        f"- overrides: `{best['best_overrides'] or '(none)'}`",
+        f"- checkpoint: `{ckpt}`"
+        if isinstance(ckpt, str)
+        else "- checkpoint: none kept (no checkpoints/best.ckpt)",
+    ]
+    return "\n".join(lines)
+
+
+def render_failed(runs: list[Run], root: Path) -> str:
+    """A table of failed runs: folder, overrides, error type and message."""
+    failed = [r for r in runs if not r.ok]
+    if not failed:
+        return "None."
+    lines = ["| Run | Overrides | Error type | Error |", "|---|---|---|---|"]
+    for run in failed:
+        error = run.error or {}
+        message = str(error.get("error", "(no message)")).replace("|", "\\|").replace("\n", " ")
+        overrides = " ".join(run.overrides) or "(none)"
+        lines.append(
+            f"| `{run.path.relative_to(root)}` | `{overrides}` | "
+            f"{error.get('type', '?')} | {message} |"
+        )
+    return "\n".join(lines)
+
+
+def render_report(summary: pd.DataFrame, runs: list[Run], root: Path, plots: list[str]) -> str:
+    """The whole report.md: table, how to read it, best run, failed runs, plots."""
+    n_ok = sum(r.ok for r in runs)
+    parts = [
+        f"# Sweep report: `{root}`",
+        f"{n_ok} finished run(s), {len(runs) - n_ok} failed, {len(summary)} group(s).",
+        "## Comparison",
+        render_table(summary) if not summary.empty else "No finished runs.",
+        _render_constants(summary) if not summary.empty else "",
+        "Values are mean ± 95% Student-t interval over seeds (no interval with one seed). "
+        f"Overfitting from the mean train-val gap: low < {LOW_GAP * 100:g} pts, "
+        f"moderate < {MODERATE_GAP * 100:g} pts, else high.",
+        "## Best run",
+        _render_best(summary),
+        "## Failed runs",
+        render_failed(runs, root),
+    ]
+    if plots:
+        parts += ["## Plots", "\n\n".join(f"![{Path(p).stem}]({p})" for p in plots)]
+    return "\n\n".join(p for p in parts if p) + "\n"

@@ -1,0 +1,130 @@
+"""Aggregate finished runs over seeds: mean and 95% interval per comparison group."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from tl_experiments.report.collect import GROUP_KEYS
+
+__all__ = [
+    "LOW_GAP",
+    "MODERATE_GAP",
+    "best_group",
+    "mean_ci95",
+    "overfitting_label",
+    "summarize",
+    "varying_keys",
+]
+
+# Train-val gap (train_acc - val_acc, accuracy as a fraction) at which the label
+# changes. Rules of thumb, matching the seed lesson's "overfitting risk" column:
+# a few points is ordinary noise on a small val split, over 15 points is memorising.
+LOW_GAP = 0.05
+MODERATE_GAP = 0.15
+
+# Metrics reported as mean and 95% interval over seeds.
+_CI_METRICS = ("train_seconds", "best_val_acc", "test_acc")
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and half-width of the Student-t 95% interval of the mean.
+
+    The half-width is t_{0.975, n-1} * sd / sqrt(n) with the sample sd (ddof=1);
+    it is NaN for a single value, where no interval can be estimated.
+    """
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        return math.nan, math.nan
+    mean = float(arr.mean())
+    if arr.size == 1:
+        return mean, math.nan
+    t = float(stats.t.ppf(0.975, arr.size - 1))
+    return mean, t * float(arr.std(ddof=1)) / math.sqrt(arr.size)
+
+
+def overfitting_label(gap: float) -> str:
+    """'low', 'moderate' or 'high' from a mean train-val gap; '?' when unknown."""
+    if gap is None or math.isnan(gap):
+        return "?"
+    if gap < LOW_GAP:
+        return "low"
+    return "moderate" if gap < MODERATE_GAP else "high"
+
+
+def _summarize_group(runs: pd.DataFrame) -> dict[str, float | int | str]:
+    row: dict[str, float | int | str] = {"n": len(runs)}
+    row["trainable_params"] = float(runs["trainable_params"].mean())
+    for metric in _CI_METRICS:
+        row[f"{metric}_mean"], row[f"{metric}_ci95"] = mean_ci95(runs[metric].tolist())
+    row["train_val_gap_mean"] = mean_ci95(runs["train_val_gap"].tolist())[0]
+    row["overfitting"] = overfitting_label(row["train_val_gap_mean"])
+    # Training images per class actually used; also defined when samples_per_class is
+    # null (all images), so data-efficiency plots can place that group on the x axis.
+    row["train_per_class"] = float((runs["train_size"] / runs["num_classes"]).mean())
+    # The run to keep from this group: highest best_val_acc (first one if all unknown).
+    val = runs["best_val_acc"]
+    best = runs.loc[val.idxmax()] if val.notna().any() else runs.iloc[0]
+    for column in ("run", "overrides", "checkpoint"):
+        row[f"best_{column}"] = best.get(column)
+    return row
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per group (all of GROUP_KEYS but the seed), best mean val accuracy first.
+
+    When another key varies too (e.g. samples_per_class), rows come in blocks of that
+    key, best first within each block.
+
+    Args:
+        frame: one row per finished run, from `runs_frame`.
+
+    Returns:
+        The group keys, `n` (seeds), mean trainable parameters, `<metric>_mean` and
+        `<metric>_ci95` (half-width) for training seconds, best val accuracy and test
+        accuracy, the mean train-val gap and its overfitting label, `train_per_class`
+        (training images per class), and the group's best run (`best_run`,
+        `best_overrides`, `best_checkpoint`).
+    """
+    if frame.empty:
+        return pd.DataFrame(columns=[*GROUP_KEYS, "n"])
+    frame = _numeric_metrics(frame)
+    rows = []
+    # dropna=False: samples_per_class is <NA> for "all samples", a real group.
+    for key, runs in frame.groupby(list(GROUP_KEYS), dropna=False, sort=False):
+        rows.append({**dict(zip(GROUP_KEYS, key, strict=True)), **_summarize_group(runs)})
+    summary = pd.DataFrame(rows)
+    summary["samples_per_class"] = summary["samples_per_class"].astype("Int64")
+    # Blocks of the other varying keys (e.g. samples_per_class 10, 50, all), and
+    # within a block the best mean val accuracy first: the rows a reader compares.
+    blocks = [k for k in varying_keys(summary) if k != "strategy"]
+    order = [*blocks, "best_val_acc_mean"]
+    ascending = [True] * len(blocks) + [False]
+    return summary.sort_values(order, ascending=ascending, na_position="last", ignore_index=True)
+
+
+def _numeric_metrics(frame: pd.DataFrame) -> pd.DataFrame:
+    # Older or partial metrics.json files may lack a field or hold null: read as NaN.
+    frame = frame.copy()
+    for column in ("trainable_params", "train_val_gap", "train_size", "num_classes", *_CI_METRICS):
+        values = frame.get(column, math.nan)
+        frame[column] = pd.to_numeric(values, errors="coerce")
+    return frame
+
+
+def best_group(summary: pd.DataFrame) -> pd.Series | None:
+    """The group with the highest mean val accuracy (with its best run), or None."""
+    if summary.empty:
+        return None
+    val = summary["best_val_acc_mean"]
+    return summary.loc[val.idxmax()] if val.notna().any() else summary.iloc[0]
+
+
+def varying_keys(summary: pd.DataFrame) -> list[str]:
+    """Group keys that take more than one value in the sweep (NA counts as a value)."""
+    return [k for k in GROUP_KEYS if summary[k].nunique(dropna=False) > 1]

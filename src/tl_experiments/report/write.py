@@ -1,0 +1,50 @@
+"""Build the whole sweep report: read run folders, aggregate, write md, csv and plots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from tl_experiments.report.collect import Run, find_runs, runs_frame
+from tl_experiments.report.markdown import render_report
+from tl_experiments.report.plots import write_plots
+from tl_experiments.report.table import summarize
+
+__all__ = ["Report", "write_report"]
+
+
+@dataclass
+class Report:
+    """What `write_report` read and wrote."""
+
+    runs: list[Run]
+    frame: pd.DataFrame  # one row per finished run
+    summary: pd.DataFrame  # one row per group, best mean val accuracy first
+    markdown: str
+    files: list[Path]
+
+
+def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> Report:
+    """Read every run folder below `sweep_dir` and write report.md, report.csv and plots.
+
+    Args:
+        sweep_dir: a multirun folder (or any folder above run folders).
+        out_dir: where to write; defaults to `sweep_dir`.
+
+    Raises:
+        NoRunsError: if `sweep_dir` is missing or holds no run folders.
+    """
+    sweep_dir = Path(sweep_dir)
+    out_dir = Path(out_dir) if out_dir is not None else sweep_dir
+    runs = find_runs(sweep_dir)
+    frame = runs_frame(runs, root=sweep_dir)
+    summary = summarize(frame)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(frame, summary, out_dir)
+    markdown = render_report(summary, runs, sweep_dir, plots)
+    (out_dir / "report.md").write_text(markdown)
+    summary.to_csv(out_dir / "report.csv", index=False)
+    files = [out_dir / name for name in ("report.md", "report.csv", *plots)]
+    return Report(runs=runs, frame=frame, summary=summary, markdown=markdown, files=files)

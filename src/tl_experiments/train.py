@@ -1,0 +1,133 @@
+"""``run(cfg) -> metrics``: seed, build, fit, test, write the run folder. Linear on purpose."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from tl_experiments.callbacks import EpochHistory
+from tl_experiments.data import create_datamodule, load_image_set
+from tl_experiments.errors import UserError
+from tl_experiments.models import create_backbone, stage_summary
+from tl_experiments.models.module import TransferModule
+from tl_experiments.outputs import confusion_figure, write_class_report, write_json_atomic
+from tl_experiments.strategies import Strategy
+
+__all__ = ["run"]
+
+log = logging.getLogger(__name__)
+
+
+def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> TransferModule:
+    """Backbone with its starting weights, wrapped under the configured strategy."""
+    strategy = Strategy.from_dict(OmegaConf.to_container(cfg.strategy, resolve=True))
+    weights = cfg.model.weights if strategy.pretrained else "none"
+    backbone = create_backbone(cfg.model.arch, num_classes, weights, cfg.model.get("weights_file"),
+                               cfg.model.get("drop_rate"), cfg.get("zero_head", True))
+    return TransferModule(backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing)
+
+
+def create_trainer(cfg: DictConfig, out: Path, history: EpochHistory) -> pl.Trainer:
+    """Trainer with checkpoints (best + last), lr monitor and TensorBoard in the run folder."""
+    if cfg.trainer.get("max_epochs", 1) <= 0:
+        raise UserError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be positive.")
+    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc",
+                           mode="max", save_last=True, enable_version_counter=False)
+    logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
+    callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch"), history]
+    return pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger,
+                      callbacks=callbacks, default_root_dir=str(out))
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train and test one (model, strategy, data, seed); return and write ``metrics.json``."""
+    out = Path(cfg.paths.output_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+    image_set = load_image_set(cfg.data.source, cfg.data.get("source_args"))
+    module = create_module(cfg, len(image_set.class_names), image_set.class_names)
+    data_kwargs = OmegaConf.to_container(cfg.data, resolve=True)
+    for key in ("name", "source", "source_args", "root"):
+        data_kwargs.pop(key, None)
+    dm, data_cfg = create_datamodule(image_set, module.backbone, cfg.model.img_size, **data_kwargs)
+    module.meta = {"arch": cfg.model.arch, "data_config": data_cfg,
+                   "config": OmegaConf.to_container(cfg, resolve=True)}
+
+    summary = stage_summary(module.stages, f"{cfg.model.name} ({cfg.model.arch}), "
+                            f"strategy {cfg.strategy.name}")
+    print(summary, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.txt").write_text(summary + "\n")
+
+    history = EpochHistory()
+    trainer = create_trainer(cfg, out, history)
+    trainer.logger.experiment.add_text("model_summary", f"```\n{summary}\n```")
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    train_seconds = time.perf_counter() - start
+    best = trainer.checkpoint_callback.best_model_path or None
+    fit_history = list(history.rows)  # test() restores callback state from the best epoch
+    trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+    metrics = _collect(cfg, trainer, module, dm, fit_history, train_seconds)
+    _write_test_files(trainer, module, out)
+    trainer.logger.log_hyperparams(_flat_hparams(cfg),
+                                   {f"hp/{k}": metrics[k] for k in _HP_METRICS})
+    write_json_atomic(metrics, out / "metrics.json")
+    return metrics
+
+
+_HP_METRICS = ("test_acc", "test_f1_macro", "best_val_acc", "train_val_gap", "train_seconds")
+
+
+def _collect(cfg, trainer, module, dm, history: list[dict], train_seconds: float) -> dict:
+    m = trainer.callback_metrics
+    last = history[-1] if history else {}
+    ckpt = trainer.checkpoint_callback
+    total = sum(s.num_params for s in module.stages)
+    trainable = sum(s.num_params for s in module.stages if s.trainable)
+    train_acc, val_acc = last.get("train_acc"), last.get("val_acc")
+    return {
+        "status": "ok", "model": cfg.model.name, "arch": cfg.model.arch,
+        "strategy": cfg.strategy.name, "data": cfg.data.name,
+        "samples_per_class": cfg.data.get("samples_per_class"), "img_size": cfg.model.img_size,
+        "seed": cfg.seed, "num_classes": len(dm.class_names),
+        **{f"{k}_size": len(dm.splits[k]) for k in ("train", "val", "test")},
+        "trainable_params": trainable, "total_params": total,
+        "train_seconds": round(train_seconds, 3), "epochs": trainer.current_epoch,
+        "best_val_acc": _num(ckpt.best_model_score), "val_acc": val_acc, "train_acc": train_acc,
+        "train_val_gap": None if None in (train_acc, val_acc) else round(train_acc - val_acc, 6),
+        "test_acc": _num(m.get("test/acc")), "test_f1_macro": _num(m.get("test/f1_macro")),
+        "history": history,
+    }
+
+
+def _num(x) -> float | None:
+    return None if x is None else round(float(x), 6)
+
+
+def _write_test_files(trainer: pl.Trainer, module: TransferModule, out: Path) -> None:
+    results = module.test_results()
+    write_class_report(results["per_class"], module.class_names, out / "test_report.csv")
+    fig = confusion_figure(results["confusion_matrix"], module.class_names)
+    fig.savefig(out / "confusion_matrix.png", dpi=100)
+    trainer.logger.experiment.add_figure("test/confusion_matrix", fig, close=True)
+
+
+def _flat_hparams(cfg: DictConfig) -> dict:
+    keys = {"model": cfg.model.name, "arch": cfg.model.arch, "strategy": cfg.strategy.name,
+            "data": cfg.data.name, "seed": cfg.seed, "img_size": cfg.model.img_size,
+            "samples_per_class": cfg.data.get("samples_per_class") or -1,
+            "lr": cfg.strategy.lr, "max_epochs": cfg.trainer.get("max_epochs", -1)}
+    return {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in keys.items()}
+
+
+def set_threads(n: int | None) -> None:
+    """Limit torch's intra-op threads (parallel sweep jobs must not oversubscribe cores)."""
+    if n:
+        torch.set_num_threads(int(n))

@@ -1,0 +1,21 @@
+"""Train one timm backbone under one transfer strategy: ``python train.py strategy=partial_ft``.
+
+Sweeps: ``python train.py -m strategy=scratch,feature_extraction,partial_ft,full_ft seed=0,1,2``.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from tl_experiments.cli import guarded
+from tl_experiments.train import run
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = guarded(run, cfg)
+    # Returned for sweepers that optimise a value (Optuna): best validation accuracy.
+    return None if metrics is None else metrics["best_val_acc"]
+
+
+if __name__ == "__main__":
+    main()
