@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["write_json_atomic", "write_class_report", "confusion_figure"]
+__all__ = ["write_json_atomic", "write_class_report", "confusion_figure", "write_test_files"]
 
 
 def write_json_atomic(obj: dict, path: Path) -> None:
@@ -62,3 +62,18 @@ def confusion_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str]
                         color="white" if m[i, j] > m.max() / 2 else "black")
     fig.tight_layout()
     return fig
+
+
+def write_test_files(results: dict, class_names: Sequence[str], out: Path, tb_writer=None) -> None:
+    """``test_report.csv`` and ``confusion_matrix.png`` in ``out``, from
+    :meth:`TransferModule.test_results`; the figure also goes to TensorBoard if a writer is given.
+    """
+    write_class_report(results["per_class"], class_names, out / "test_report.csv")
+    fig = confusion_figure(results["confusion_matrix"], class_names)
+    fig.savefig(out / "confusion_matrix.png", dpi=100)
+    if tb_writer is not None:
+        tb_writer.add_figure("test/confusion_matrix", fig, close=True)
+    else:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)

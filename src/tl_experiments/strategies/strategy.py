@@ -1,4 +1,5 @@
-"""A transfer strategy is data: which stages train, at which learning rate, how BN behaves.
+"""A transfer strategy is data: which stages train, at which learning rate, how BN behaves,
+when stages unfreeze (see :mod:`tl_experiments.strategies.schedule`) and which regulariser applies.
 
 The code that applies a strategy never branches on its name, so a new strategy is a new
 YAML file in ``conf/strategy/``, not new code.
@@ -31,6 +32,20 @@ class Strategy:
         weight_decay: AdamW's decoupled weight decay.
         train_bn: whether BatchNorm layers of frozen stages update their running statistics;
             ``False`` keeps frozen stages in eval mode, so their statistics stay fixed.
+        phases: later changes to ``trainable`` (which holds from epoch 0): mappings with
+            ``start`` (an epoch, or a fraction of ``trainer.max_epochs`` below 1),
+            ``trainable`` (a stage spec) and ``lr_scale`` (multiplies every stage's lr from
+            then on, default 1). LP-FT is one phase: ``{start: 0.25, trainable: all,
+            lr_scale: 0.1}``.
+        unfreeze_every_n_epochs: gradual unfreezing: one more frozen stage, from the top,
+            every n epochs (ULMFiT: 1). Generates the phases; excludes ``phases``.
+        unfreeze_milestones: gradual unfreezing at these epochs (or fractions), one stage each.
+        unfreeze_warmup_epochs: a stage unfrozen mid-run ramps its lr over this many epochs:
+            ``(k + 1) / (n + 1)`` of its lr in its k-th epoch after unfreezing; 0 = none.
+        l2sp_alpha: L2-SP (Li et al. 2018): ``alpha/2 ||w - w0||^2`` on the backbone, pulling
+            it toward its starting (pretrained) weights ``w0``; 0 = off.
+        l2sp_beta: L2-SP's ``beta/2 ||w||^2`` on the head. With either one on, the strategy
+            must set ``weight_decay: 0`` (the penalty replaces weight decay).
     """
 
     name: str
@@ -41,6 +56,12 @@ class Strategy:
     lr_decay: float = 1.0
     weight_decay: float = 0.01
     train_bn: bool = False
+    phases: tuple[dict, ...] = ()
+    unfreeze_every_n_epochs: int | None = None
+    unfreeze_milestones: tuple[int | float, ...] = ()
+    unfreeze_warmup_epochs: int = 0
+    l2sp_alpha: float = 0.0
+    l2sp_beta: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -50,6 +71,20 @@ class Strategy:
                                 f"strategy.{key} to a value above 0.")
         if self.weight_decay < 0:
             raise UserError(f"strategy.weight_decay={self.weight_decay} must be >= 0.")
+        if self.l2sp_alpha < 0 or self.l2sp_beta < 0:
+            raise UserError(f"strategy.l2sp_alpha={self.l2sp_alpha} and strategy.l2sp_beta="
+                            f"{self.l2sp_beta} must be >= 0 (0 turns a term off).")
+        if self.uses_l2sp and self.weight_decay:
+            raise UserError(f"strategy.weight_decay={self.weight_decay} with L2-SP: the penalty "
+                            "replaces weight decay, so set strategy.weight_decay=0.")
+        gradual = self.unfreeze_every_n_epochs is not None or bool(self.unfreeze_milestones)
+        if gradual and self.phases:
+            raise UserError("strategy.phases and strategy.unfreeze_* both set; describe the "
+                            "schedule with one of them (unfreeze_* generates the phases).")
+
+    @property
+    def uses_l2sp(self) -> bool:
+        return self.l2sp_alpha > 0 or self.l2sp_beta > 0
 
     @classmethod
     def from_dict(cls, cfg: dict) -> Strategy:
@@ -62,7 +97,21 @@ class Strategy:
         cfg = dict(cfg)
         if not isinstance(cfg.get("trainable", "all"), str):
             cfg["trainable"] = tuple(cfg["trainable"])
+        # Tuples, so that the (frozen) strategy holds no mutable lists.
+        cfg["phases"] = tuple(_phase(p) for p in cfg.get("phases") or ())
+        cfg["unfreeze_milestones"] = tuple(cfg.get("unfreeze_milestones") or ())
         return cls(**cfg)
+
+
+def _phase(p: dict) -> dict:
+    unknown = sorted(set(p) - {"start", "trainable", "lr_scale"})
+    if unknown or "start" not in p:
+        raise UserError(f"strategy.phases entry {p} needs 'start' and allows only 'trainable' "
+                        "and 'lr_scale' besides; e.g. {start: 2, trainable: all, lr_scale: 0.1}.")
+    p = dict(p)
+    if not isinstance(p.get("trainable", "all"), str):
+        p["trainable"] = tuple(p["trainable"])
+    return p
 
 
 def stage_lrs(strategy: Strategy, n_stages: int) -> list[float]:
@@ -92,6 +141,7 @@ def param_groups(stages: Sequence[Stage], strategy: Strategy) -> list[dict]:
     optimizers), so schedulers and checkpoints always see the same groups.
     """
     lrs = stage_lrs(strategy, len(stages))
+    # weight_decay is 0 under L2-SP (enforced by Strategy): its penalty is the regulariser.
     return [
         {"params": s.params, "lr": lr, "name": s.name, "weight_decay": strategy.weight_decay}
         for s, lr in zip(stages, lrs, strict=True)

@@ -1,0 +1,20 @@
+"""Evaluate a trained checkpoint: ``python eval.py ckpt=<run>/checkpoints/best.ckpt``.
+
+A whole folder of labelled images: ``python eval.py ckpt=... data=image_folder data.root=DIR``.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from tl_experiments.cli import guarded
+from tl_experiments.evaluate import evaluate
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> float | None:
+    metrics = guarded(evaluate, cfg)
+    return None if metrics is None else metrics["test_acc"]
+
+
+if __name__ == "__main__":
+    main()

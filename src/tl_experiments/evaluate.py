@@ -1,0 +1,155 @@
+"""``evaluate(cfg) -> metrics``: test a trained checkpoint, write what a training run's test writes.
+
+Used by the root ``eval.py``. The model (architecture, class names, weights, transform) comes
+from the checkpoint alone; the config only chooses the data, the split and the trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
+
+from tl_experiments.data import ImageDataModule, ImageSet, load_image_set, make_splits
+from tl_experiments.errors import UserError
+from tl_experiments.models.checkpoint import eval_transform, load_checkpoint, module_from_checkpoint
+from tl_experiments.outputs import write_json_atomic, write_test_files
+
+__all__ = ["SPLITS", "evaluate", "eval_images"]
+
+SPLITS = ("auto", "test", "all")
+
+
+def eval_images(data: Mapping, class_names: list[str], split: str = "auto") -> tuple[ImageSet, str]:
+    """The images of a data config to evaluate on, labelled with the checkpoint's class ids.
+
+    Args:
+        data: a data config (``cfg.data`` as a plain dict).
+        class_names: the checkpoint's classes; the data's classes must be among them.
+        split: ``test`` (the split a training run tests on), ``all`` (every image), or
+            ``auto``: ``all`` for a folder without its own ``test/`` subfolder
+            (``data=image_folder``: new images to score), else ``test``.
+
+    Returns:
+        The images and the split they are (``auto`` resolved).
+    """
+    if split not in SPLITS:
+        raise UserError(f"split={split} is not one of {', '.join(SPLITS)}; pick one of them.")
+    image_set = load_image_set(data["source"], data.get("source_args"))
+    if split == "auto":
+        own_test = "test" in image_set.splits
+        split = "all" if data["source"] == "image_folder" and not own_test else "test"
+    if split == "all":
+        idx = np.arange(len(image_set))
+    else:
+        # Same arguments as training (samples_per_class only thins the train split).
+        idx = make_splits(
+            image_set.labels,
+            image_set.splits,
+            data.get("val_fraction", 0.1),
+            data.get("test_fraction", 0.2),
+            None,
+            data.get("split_seed", 0),
+        )["test"]
+    image_set = _relabel(image_set, class_names)
+    images = replace(
+        image_set, items=[image_set.items[i] for i in idx], labels=image_set.labels[idx], splits={}
+    )
+    return images, split
+
+
+def _relabel(image_set: ImageSet, class_names: list[str]) -> ImageSet:
+    """Map the data's labels onto the checkpoint's class ids, by class name."""
+    if image_set.class_names == class_names:
+        return image_set
+    unknown = [c for c in image_set.class_names if c not in class_names]
+    if unknown:
+        raise UserError(
+            f"Class(es) {', '.join(unknown)} of the data are not among the "
+            f"checkpoint's classes ({', '.join(class_names)}); rename or remove "
+            "those class folders."
+        )
+    ids = np.array([class_names.index(c) for c in image_set.class_names])
+    return replace(image_set, labels=ids[image_set.labels], class_names=list(class_names))
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Test ``cfg.ckpt`` on ``cfg.data``; write and return ``eval_metrics.json``.
+
+    Also writes ``test_report.csv``, ``confusion_matrix.png`` and TensorBoard events into
+    ``cfg.paths.output_dir``, as a training run does after its test.
+    """
+    out = Path(cfg.paths.output_dir)
+    ckpt = load_checkpoint(cfg.ckpt)
+    module = module_from_checkpoint(ckpt)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    images, split = eval_images(data, module.class_names, cfg.get("split", "auto"))
+    img_size = int(ckpt["tl_experiments"]["data_config"]["input_size"][-1])
+    tf = eval_transform(ckpt)
+    dm = ImageDataModule(
+        images,
+        {"test": np.arange(len(images))},
+        tf,
+        tf,
+        augment=False,
+        img_size=img_size,
+        batch_size=data.get("batch_size", 32),
+        num_workers=data.get("num_workers", 0),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer = pl.Trainer(
+        **{
+            **trainer_kwargs,
+            "logger": logger,
+            "enable_checkpointing": False,
+            "default_root_dir": str(out),
+        }
+    )
+    trainer.test(module, datamodule=dm, verbose=False)
+    results = module.test_results()
+    write_test_files(results, module.class_names, out, logger.experiment)
+    # Images actually tested: trainer.limit_test_batches may stop before the end.
+    n_tested = int(sum(results["per_class"]["support"]))
+    metrics = _metrics(cfg, ckpt, trainer.callback_metrics, split, n_tested)
+    write_json_atomic(metrics, out / "eval_metrics.json")
+    print(
+        f"Test accuracy {metrics['test_acc']:.4f}, macro F1 {metrics['test_f1_macro']:.4f} "
+        f"on {n_tested} images ({data['name']}, split {split}); wrote {out}",
+        flush=True,
+    )
+    return metrics
+
+
+def _metrics(cfg: DictConfig, ckpt: dict, logged: Mapping, split: str, num_images: int) -> dict:
+    meta = ckpt["tl_experiments"]
+    trained = meta.get("config", {})
+    return {
+        "status": "ok",
+        "ckpt": str(Path(cfg.ckpt).resolve()),
+        "arch": meta["arch"],
+        "strategy": meta.get("strategy"),
+        "trained_on": trained.get("data", {}).get("name"),
+        "data": cfg.data.name,
+        "split": split,
+        "num_images": num_images,
+        "num_classes": len(meta["class_names"]),
+        **{
+            key: _num(logged.get(f"test/{name}"))
+            for key, name in (
+                ("test_acc", "acc"),
+                ("test_f1_macro", "f1_macro"),
+                ("test_loss", "loss"),
+            )
+        },
+    }
+
+
+def _num(x) -> float | None:
+    return None if x is None else round(float(x), 6)
