@@ -41,8 +41,8 @@ def load_checkpoint(path: str | Path) -> dict:
     # A corrupt or foreign file fails in many ways (UnpicklingError, KeyError, EOFError...).
     except Exception as e:
         raise UserError(
-            f"Cannot read checkpoint '{path}' safely ({str(e).splitlines()[0][:120]}); "
-            "pass a checkpoint written by train.py."
+            f"Cannot read checkpoint '{path}' with weights_only=True ({type(e).__name__}): "
+            "it is corrupt or holds pickled objects; pass a checkpoint written by train.py."
         ) from None
     meta = ckpt.get("tl_experiments") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or "state_dict" not in ckpt:

@@ -17,7 +17,7 @@ from torchmetrics.classification import (
 )
 
 from tl_experiments.models.stages import get_stages
-from tl_experiments.strategies import Strategy, apply_trainable, param_groups
+from tl_experiments.strategies import L2SP, Strategy, apply_trainable, param_groups
 
 __all__ = ["TransferModule", "SCHEDULERS"]
 
@@ -45,6 +45,9 @@ class TransferModule(pl.LightningModule):
         self.label_smoothing = label_smoothing
         self.stages = get_stages(backbone)
         apply_trainable(self.stages, strategy.trainable)
+        # w0 = the weights the backbone starts from (pretrained), as buffers.
+        self.l2sp = L2SP(self.stages, strategy.l2sp_alpha, strategy.l2sp_beta) \
+            if strategy.uses_l2sp else None
         n = len(self.class_names)
         self.train_acc = MulticlassAccuracy(n, average="micro")
         self.val_acc = MulticlassAccuracy(n, average="micro")
@@ -61,6 +64,12 @@ class TransferModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["tl_experiments"] = {"class_names": self.class_names,
                                         "strategy": self.strategy.name, **self.meta}
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        # The strategy's schedule (which stages train each epoch) travels with the module.
+        from tl_experiments.callbacks.unfreeze import StageSchedule
+
+        return [StageSchedule(self.strategy)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
@@ -90,7 +99,15 @@ class TransferModule(pl.LightningModule):
         self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        if self.l2sp is not None:  # logged apart, so train/loss stays comparable across runs
+            penalty = self.l2sp(self.stages)
+            self.log("train/l2sp", penalty, on_step=False, on_epoch=True)
+            loss = loss + penalty
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self.l2sp is not None:
+            self.log_dict({f"drift/{k}": v for k, v in self.l2sp.drift(self.stages).items()})
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._step(batch)

@@ -1,0 +1,119 @@
+"""Apply a strategy's schedule of phases: which stages train each epoch, at what lr scale.
+
+One callback for every strategy (a static one is a single phase), so the code never
+branches on a strategy's name. The decision depends only on the epoch number, which is the
+same on every DDP rank; the callback's state (the lr scales in force) is in the
+checkpoint, so a resumed run continues in the same phase with the same learning rates.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BaseFinetuning
+from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_info
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim import Optimizer
+
+from tl_experiments.errors import UserError
+from tl_experiments.strategies import Strategy
+from tl_experiments.strategies.schedule import (
+    Phase,
+    build_phases,
+    ever_trained,
+    phase_at,
+    rescale_lrs,
+    stage_scales,
+)
+
+__all__ = ["StageSchedule"]
+
+log = logging.getLogger(__name__)
+
+
+class StageSchedule(BaseFinetuning):
+    """Freeze and unfreeze a :class:`TransferModule`'s stages as its strategy's phases say.
+
+    Logs, each epoch, ``train/trainable_stages`` (how many) and ``trainable/<stage>`` (0/1);
+    an unfreezing prints one line and adds it to TensorBoard's text tab (``schedule``).
+    """
+
+    def __init__(self, strategy: Strategy) -> None:
+        super().__init__()
+        self.strategy = strategy
+        self.phases: list[Phase] = []
+        self.scales: list[float] | None = None  # scale_g in force (schedule.py's module doc)
+        self._trainable: frozenset[int] | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.phases = build_phases(self.strategy, pl_module.stages, trainer.max_epochs or 1)
+        if stage == "fit":  # test/validate keep the module as training left it
+            super().setup(trainer, pl_module, stage)
+
+    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        # Runs before DDP wraps the model, and DDP only ever synchronises parameters that
+        # require grad when it wraps (Lightning issue 20340): so every stage that trains in
+        # some phase requires grad now; finetune_function sets the exact phase per epoch.
+        ever = ever_trained(self.phases)
+        for s in pl_module.stages:
+            for p in s.params:
+                p.requires_grad_(s.index in ever)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_fit_start(trainer, pl_module)
+        model = trainer.strategy.model
+        changes = len({p.trainable for p in self.phases}) > 1
+        if changes and isinstance(model, DistributedDataParallel) and not (
+                model.find_unused_parameters):
+            raise UserError(f"Strategy '{self.strategy.name}' changes which stages train during "
+                            "the run; under DDP that needs trainer.strategy="
+                            "ddp_find_unused_parameters_true (or ddp_spawn_find_unused_"
+                            "parameters_true), so that frozen stages are not waited for.")
+
+    def finetune_function(self, pl_module: pl.LightningModule, epoch: int,
+                          optimizer: Optimizer) -> None:
+        phase = phase_at(self.phases, epoch)
+        for s in pl_module.stages:
+            for p in s.params:
+                p.requires_grad_(s.index in phase.trainable)
+        pl_module.train()  # frozen stages to eval mode (BatchNorm), unless train_bn
+        scales = stage_scales(self.phases, epoch, len(pl_module.stages),
+                              self.strategy.unfreeze_warmup_epochs)
+        applied = self.scales or [1.0] * len(scales)  # configure_optimizers sets scale 1
+        schedulers = [c.scheduler for c in pl_module.trainer.lr_scheduler_configs
+                      if c.scheduler.optimizer is optimizer]
+        rescale_lrs(optimizer, schedulers, [new / old for new, old in zip(scales, applied,
+                                                                           strict=True)])
+        self.scales = scales
+        self._announce(pl_module, epoch, phase.trainable)
+
+    def _announce(self, pl_module: pl.LightningModule, epoch: int,
+                  trainable: frozenset[int]) -> None:
+        stages = pl_module.stages
+        names = ", ".join(s.name for s in stages if s.index in trainable) or "none"
+        if self._trainable is not None and trainable != self._trainable:
+            new = ", ".join(s.name for s in stages if s.index in trainable - self._trainable)
+            gone = ", ".join(s.name for s in stages if s.index in self._trainable - trainable)
+            line = (f"epoch {epoch}: " + (f"unfreeze {new}" if new else "")
+                    + ("; " if new and gone else "") + (f"freeze {gone}" if gone else "")
+                    + f" -> training {names}")
+            rank_zero_info(f"[schedule] {line}")
+            if isinstance(pl_module.logger, TensorBoardLogger):
+                pl_module.logger.experiment.add_text("schedule", line, pl_module.global_step)
+        self._trainable = trainable
+        log.info("epoch %d: training %s", epoch, names)
+        metrics = {f"trainable/{s.name}": float(s.index in trainable) for s in stages}
+        metrics["train/trainable_stages"] = float(len(trainable))
+        pl_module.log_dict(metrics, on_step=False, on_epoch=True)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "scales": self.scales,
+                "trainable": sorted(self._trainable) if self._trainable is not None else None}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.scales = state_dict.get("scales")
+        trainable = state_dict.get("trainable")
+        self._trainable = None if trainable is None else frozenset(trainable)
