@@ -84,37 +84,19 @@ def evaluate(cfg: DictConfig) -> dict:
     Also writes ``test_report.csv``, ``confusion_matrix.png`` and TensorBoard events into
     ``cfg.paths.output_dir``, as a training run does after its test.
     """
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise UserError("No checkpoint given; pass ckpt=<run folder>/checkpoints/best.ckpt.")
     out = Path(cfg.paths.output_dir)
     ckpt = load_checkpoint(cfg.ckpt)
     module = module_from_checkpoint(ckpt)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     images, split = eval_images(data, module.class_names, cfg.get("split", "auto"))
-    img_size = int(ckpt["tl_experiments"]["data_config"]["input_size"][-1])
-    tf = eval_transform(ckpt)
-    dm = ImageDataModule(
-        images,
-        {"test": np.arange(len(images))},
-        tf,
-        tf,
-        augment=False,
-        img_size=img_size,
-        batch_size=data.get("batch_size", 32),
-        num_workers=data.get("num_workers", 0),
-    )
+    dm = _datamodule(ckpt, images, data)
     out.mkdir(parents=True, exist_ok=True)
-    logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
-    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer = pl.Trainer(
-        **{
-            **trainer_kwargs,
-            "logger": logger,
-            "enable_checkpointing": False,
-            "default_root_dir": str(out),
-        }
-    )
+    trainer = _trainer(cfg, out)
     trainer.test(module, datamodule=dm, verbose=False)
     results = module.test_results()
-    write_test_files(results, module.class_names, out, logger.experiment)
+    write_test_files(results, module.class_names, out, trainer.logger.experiment)
     # Images actually tested: trainer.limit_test_batches may stop before the end.
     n_tested = int(sum(results["per_class"]["support"]))
     metrics = _metrics(cfg, ckpt, trainer.callback_metrics, split, n_tested)
@@ -125,6 +107,30 @@ def evaluate(cfg: DictConfig) -> dict:
         flush=True,
     )
     return metrics
+
+
+def _datamodule(ckpt: dict, images: ImageSet, data: Mapping) -> ImageDataModule:
+    """All of ``images`` as the test split, through the checkpoint's own eval transform."""
+    tf = eval_transform(ckpt)
+    img_size = int(ckpt["tl_experiments"]["data_config"]["input_size"][-1])
+    return ImageDataModule(
+        images,
+        {"test": np.arange(len(images))},
+        tf,
+        tf,
+        augment=False,
+        img_size=img_size,
+        batch_size=data.get("batch_size", 32),
+        num_workers=data.get("num_workers", 0),
+    )
+
+
+def _trainer(cfg: DictConfig, out: Path) -> pl.Trainer:
+    """The configured trainer, logging to TensorBoard in ``out`` and saving no checkpoints."""
+    logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    kwargs.update(logger=logger, enable_checkpointing=False, default_root_dir=str(out))
+    return pl.Trainer(**kwargs)
 
 
 def _metrics(cfg: DictConfig, ckpt: dict, logged: Mapping, split: str, num_images: int) -> dict:

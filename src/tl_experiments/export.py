@@ -34,6 +34,15 @@ USAGE = (
     "python -m tl_experiments.export ckpt=PATH|sweep=SWEEP_DIR [format=onnx|torchscript] "
     "[out=PATH] [images=DIR_OR_FILES] [check_images=16] [atol=1e-4]"
 )
+_DEFAULTS = {
+    "ckpt": None,
+    "sweep": None,
+    "format": "onnx",
+    "out": None,
+    "images": None,
+    "check_images": "16",
+    "atol": "1e-4",
+}
 _INSTALL = "pip install 'tl-experiments[export]' (onnx, onnxruntime)"
 
 
@@ -107,18 +116,7 @@ def export(
     batch = check_batch(ckpt, images, n_check)
     path = Path(out) if out else Path(ckpt_path).with_suffix(SUFFIXES[fmt])
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        WRITERS[fmt](model, batch[:2], path)
-    except Exception as e:  # the ONNX exporter raises several types for unsupported ops
-        if fmt != "onnx":
-            raise
-        print(
-            f"ONNX cannot express this model ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:160]}); exporting TorchScript instead.",
-            file=sys.stderr,
-        )
-        fmt, path = "torchscript", path.with_suffix(SUFFIXES["torchscript"])
-        WRITERS[fmt](model, batch[:2], path)
+    fmt, path = _write(model, batch[:2], fmt, path)
     with torch.no_grad():
         expected = model(batch).numpy()
     diff = float(np.abs(RUNNERS[fmt](path)(batch.numpy()) - expected).max())
@@ -130,6 +128,25 @@ def export(
             "another format=."
         )
     return _write_sidecar(ckpt, ckpt_path, fmt, path, diff, len(batch))
+
+
+def _write(model: torch.nn.Module, example: torch.Tensor, fmt: str, path: Path) -> tuple[str, Path]:
+    """Write ``fmt``, or TorchScript where ONNX cannot express the model; return which."""
+    try:
+        WRITERS[fmt](model, example, path)
+        return fmt, path
+    except Exception as e:  # the ONNX exporter raises several types for unsupported ops
+        if fmt != "onnx":
+            raise
+        path.unlink(missing_ok=True)
+        print(
+            f"ONNX cannot express this model ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:160]}); exporting TorchScript instead.",
+            file=sys.stderr,
+        )
+    path = path.with_suffix(SUFFIXES["torchscript"])
+    WRITERS["torchscript"](model, example, path)
+    return "torchscript", path
 
 
 def _write_sidecar(ckpt: dict, ckpt_path, fmt: str, path: Path, diff: float, n: int) -> dict:
@@ -156,19 +173,7 @@ def _write_sidecar(ckpt: dict, ckpt_path, fmt: str, path: Path, diff: float, n: 
 
 
 def _main(argv: list[str]) -> int:
-    args = parse_kv(
-        argv,
-        {
-            "ckpt": None,
-            "sweep": None,
-            "format": "onnx",
-            "out": None,
-            "images": None,
-            "check_images": "16",
-            "atol": "1e-4",
-        },
-        USAGE,
-    )
+    args = parse_kv(argv, _DEFAULTS, USAGE)
     if bool(args["ckpt"]) == bool(args["sweep"]):
         raise UserError(f"Pass exactly one of ckpt=PATH or sweep=SWEEP_DIR; usage: {USAGE}")
     ckpt, out = args["ckpt"], args["out"]

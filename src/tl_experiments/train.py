@@ -12,12 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from tl_experiments.cached_features import cache_blocker, use_cached_features
 from tl_experiments.callbacks import EpochHistory
+from tl_experiments.data.feature_cache import FeatureCache
 from tl_experiments.data import create_datamodule, load_image_set
 from tl_experiments.errors import UserError
 from tl_experiments.models import create_backbone, stage_summary
 from tl_experiments.models.module import TransferModule
-from tl_experiments.outputs import confusion_figure, write_class_report, write_json_atomic
+from tl_experiments.outputs import write_json_atomic, write_test_files
 from tl_experiments.strategies import Strategy
 
 __all__ = ["run"]
@@ -55,9 +57,12 @@ def run(cfg: DictConfig) -> dict:
     data_kwargs = OmegaConf.to_container(cfg.data, resolve=True)
     for key in ("name", "source", "source_args", "root"):
         data_kwargs.pop(key, None)
-    dm, data_cfg = create_datamodule(image_set, module.backbone, cfg.model.img_size, **data_kwargs)
+    dm, data_cfg = create_datamodule(image_set, module.backbone, cfg.model.img_size,
+                                     seed=cfg.seed, **data_kwargs)
     module.meta = {"arch": cfg.model.arch, "data_config": data_cfg,
                    "config": OmegaConf.to_container(cfg, resolve=True)}
+    start = time.perf_counter()  # training time includes computing cached features
+    _maybe_cache_features(cfg, module, dm, data_cfg)
 
     summary = stage_summary(module.stages, f"{cfg.model.name} ({cfg.model.arch}), "
                             f"strategy {cfg.strategy.name}")
@@ -68,7 +73,6 @@ def run(cfg: DictConfig) -> dict:
     history = EpochHistory()
     trainer = create_trainer(cfg, out, history)
     trainer.logger.experiment.add_text("model_summary", f"```\n{summary}\n```")
-    start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
     train_seconds = time.perf_counter() - start
     best = trainer.checkpoint_callback.best_model_path or None
@@ -80,6 +84,23 @@ def run(cfg: DictConfig) -> dict:
                                    {f"hp/{k}": metrics[k] for k in _HP_METRICS})
     write_json_atomic(metrics, out / "metrics.json")
     return metrics
+
+
+def _maybe_cache_features(cfg: DictConfig, module: TransferModule, dm, data_cfg: dict) -> bool:
+    """Train the head on cached features when that cannot change the result."""
+    if not cfg.feature_cache.enabled:
+        return False
+    reason = cache_blocker(module, dm)
+    if reason is not None:
+        log.info("Feature cache not used: %s.", reason)
+        return False
+    key_parts = {"arch": cfg.model.arch, "source": cfg.data.source,
+                 "source_args": OmegaConf.to_container(cfg.data.source_args, resolve=True),
+                 "transform": data_cfg}
+    start = time.perf_counter()
+    use_cached_features(module, dm, FeatureCache(cfg.feature_cache.dir), key_parts)
+    log.info("Feature cache: backbone features ready in %.1f s.", time.perf_counter() - start)
+    return True
 
 
 _HP_METRICS = ("test_acc", "test_f1_macro", "best_val_acc", "train_val_gap", "train_seconds")
@@ -103,6 +124,7 @@ def _collect(cfg, trainer, module, dm, history: list[dict], train_seconds: float
         "best_val_acc": _num(ckpt.best_model_score), "val_acc": val_acc, "train_acc": train_acc,
         "train_val_gap": None if None in (train_acc, val_acc) else round(train_acc - val_acc, 6),
         "test_acc": _num(m.get("test/acc")), "test_f1_macro": _num(m.get("test/f1_macro")),
+        "feature_cache": module.features_input,
         "history": history,
     }
 
@@ -112,11 +134,7 @@ def _num(x) -> float | None:
 
 
 def _write_test_files(trainer: pl.Trainer, module: TransferModule, out: Path) -> None:
-    results = module.test_results()
-    write_class_report(results["per_class"], module.class_names, out / "test_report.csv")
-    fig = confusion_figure(results["confusion_matrix"], module.class_names)
-    fig.savefig(out / "confusion_matrix.png", dpi=100)
-    trainer.logger.experiment.add_figure("test/confusion_matrix", fig, close=True)
+    write_test_files(module.test_results(), module.class_names, out, trainer.logger.experiment)
 
 
 def _flat_hparams(cfg: DictConfig) -> dict:

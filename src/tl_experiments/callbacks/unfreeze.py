@@ -65,40 +65,68 @@ class StageSchedule(BaseFinetuning):
         super().on_fit_start(trainer, pl_module)
         model = trainer.strategy.model
         changes = len({p.trainable for p in self.phases}) > 1
-        if changes and isinstance(model, DistributedDataParallel) and not (
-                model.find_unused_parameters):
-            raise UserError(f"Strategy '{self.strategy.name}' changes which stages train during "
-                            "the run; under DDP that needs trainer.strategy="
-                            "ddp_find_unused_parameters_true (or ddp_spawn_find_unused_"
-                            "parameters_true), so that frozen stages are not waited for.")
+        if (
+            changes
+            and isinstance(model, DistributedDataParallel)
+            and not (model.find_unused_parameters)
+        ):
+            raise UserError(
+                f"Strategy '{self.strategy.name}' changes which stages train during "
+                "the run; under DDP that needs trainer.strategy="
+                "ddp_find_unused_parameters_true (or ddp_spawn_find_unused_"
+                "parameters_true), so that frozen stages are not waited for."
+            )
 
-    def finetune_function(self, pl_module: pl.LightningModule, epoch: int,
-                          optimizer: Optimizer) -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A run resumed mid-epoch skips on_train_epoch_start: apply the phase here too (the
+        # second application in the same epoch changes nothing).
+        for optimizer in trainer.optimizers:
+            self._apply(pl_module, trainer.current_epoch, optimizer)
+
+    def finetune_function(
+        self, pl_module: pl.LightningModule, epoch: int, optimizer: Optimizer
+    ) -> None:
+        trainable = self._apply(pl_module, epoch, optimizer)
+        self._announce(pl_module, epoch, trainable)
+
+    def _apply(
+        self, pl_module: pl.LightningModule, epoch: int, optimizer: Optimizer
+    ) -> frozenset[int]:
+        """Set requires_grad, train/eval modes and the lr scales of ``epoch``'s phase."""
         phase = phase_at(self.phases, epoch)
         for s in pl_module.stages:
             for p in s.params:
                 p.requires_grad_(s.index in phase.trainable)
         pl_module.train()  # frozen stages to eval mode (BatchNorm), unless train_bn
-        scales = stage_scales(self.phases, epoch, len(pl_module.stages),
-                              self.strategy.unfreeze_warmup_epochs)
+        scales = stage_scales(
+            self.phases, epoch, len(pl_module.stages), self.strategy.unfreeze_warmup_epochs
+        )
         applied = self.scales or [1.0] * len(scales)  # configure_optimizers sets scale 1
-        schedulers = [c.scheduler for c in pl_module.trainer.lr_scheduler_configs
-                      if c.scheduler.optimizer is optimizer]
-        rescale_lrs(optimizer, schedulers, [new / old for new, old in zip(scales, applied,
-                                                                           strict=True)])
+        schedulers = [
+            c.scheduler
+            for c in pl_module.trainer.lr_scheduler_configs
+            if c.scheduler.optimizer is optimizer
+        ]
+        ratios = [new / old for new, old in zip(scales, applied, strict=True)]
+        rescale_lrs(optimizer, schedulers, ratios)
         self.scales = scales
-        self._announce(pl_module, epoch, phase.trainable)
+        return phase.trainable
 
-    def _announce(self, pl_module: pl.LightningModule, epoch: int,
-                  trainable: frozenset[int]) -> None:
+    def _announce(
+        self, pl_module: pl.LightningModule, epoch: int, trainable: frozenset[int]
+    ) -> None:
         stages = pl_module.stages
         names = ", ".join(s.name for s in stages if s.index in trainable) or "none"
         if self._trainable is not None and trainable != self._trainable:
             new = ", ".join(s.name for s in stages if s.index in trainable - self._trainable)
             gone = ", ".join(s.name for s in stages if s.index in self._trainable - trainable)
-            line = (f"epoch {epoch}: " + (f"unfreeze {new}" if new else "")
-                    + ("; " if new and gone else "") + (f"freeze {gone}" if gone else "")
-                    + f" -> training {names}")
+            line = (
+                f"epoch {epoch}: "
+                + (f"unfreeze {new}" if new else "")
+                + ("; " if new and gone else "")
+                + (f"freeze {gone}" if gone else "")
+                + f" -> training {names}"
+            )
             rank_zero_info(f"[schedule] {line}")
             if isinstance(pl_module.logger, TensorBoardLogger):
                 pl_module.logger.experiment.add_text("schedule", line, pl_module.global_step)
@@ -109,8 +137,11 @@ class StageSchedule(BaseFinetuning):
         pl_module.log_dict(metrics, on_step=False, on_epoch=True)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "scales": self.scales,
-                "trainable": sorted(self._trainable) if self._trainable is not None else None}
+        return {
+            **super().state_dict(),
+            "scales": self.scales,
+            "trainable": sorted(self._trainable) if self._trainable is not None else None,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)

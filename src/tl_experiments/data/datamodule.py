@@ -8,7 +8,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from tl_experiments.data.sources import ImageSet
 from tl_experiments.errors import UserError
@@ -45,13 +45,35 @@ class ImageDataset(Dataset):
         return self.transform(to_pil(self.items[i])), int(self.labels[i])
 
 
+class EpochSeededSampler(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch), not on the global random state.
+
+    Lightning calls ``set_epoch`` on any sampler that has it, so a run resumed from a
+    checkpoint draws the same batches as the run it continues.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Train/val/test loaders; deterministic splits are transformed once, up front."""
 
     def __init__(self, image_set: ImageSet, splits: dict[str, np.ndarray], train_transform: Callable,
                  eval_transform: Callable, augment: bool, img_size: int, batch_size: int = 32,
-                 num_workers: int = 0) -> None:
+                 num_workers: int = 0, seed: int = 0) -> None:
         super().__init__()
+        self.seed = seed
         if batch_size <= 0:
             raise UserError(f"data.batch_size={batch_size} must be positive.")
         self.image_set, self.splits = image_set, splits
@@ -79,15 +101,21 @@ class ImageDataModule(pl.LightningDataModule):
             self.datasets[split] = ds
         return self.datasets[split]
 
+    def use_features(self, split: str, features: torch.Tensor) -> None:
+        """Serve precomputed backbone features instead of images for ``split``."""
+        labels = torch.as_tensor(self.image_set.labels[self.splits[split]], dtype=torch.long)
+        self.datasets[split] = TensorDataset(features, labels)
+
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
         for split in wanted.get(stage, ("train", "val", "test")):
             self.split_dataset(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.split_dataset(split), batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        ds = self.split_dataset(split)
+        sampler = EpochSeededSampler(len(ds), self.seed) if shuffle else None
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -32,6 +32,7 @@ def create_datamodule(
     augment: bool = False,
     crop_pct: float = 1.0,
     aug: Mapping | None = None,
+    seed: int = 0,
 ) -> tuple[ImageDataModule, dict]:
     """Split ``image_set`` and build transforms from ``backbone``'s pretrained config.
 
@@ -43,5 +44,5 @@ def create_datamodule(
     train_tf, eval_tf, data_cfg = build_transforms(backbone, img_size, augment, crop_pct,
                                                    **dict(aug or {}))
     dm = ImageDataModule(image_set, splits, train_tf, eval_tf, augment, img_size, batch_size,
-                         num_workers)
+                         num_workers, seed)
     return dm, data_cfg

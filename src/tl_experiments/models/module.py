@@ -60,6 +60,11 @@ class TransferModule(pl.LightningModule):
         })
         self.test_confmat = MulticlassConfusionMatrix(n)
         self.meta: dict = {}  # arch, data config, run config: stored in every checkpoint
+        # True when batches hold cached pre-logits features (see cached_features.py).
+        self.features_input = False
+        # A schedule that changes the trainable stages later in the run.
+        self.unfreezes_later = bool(strategy.phases or strategy.unfreeze_every_n_epochs
+                                    or strategy.unfreeze_milestones)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["tl_experiments"] = {"class_names": self.class_names,
@@ -69,9 +74,15 @@ class TransferModule(pl.LightningModule):
         # The strategy's schedule (which stages train each epoch) travels with the module.
         from tl_experiments.callbacks.unfreeze import StageSchedule
 
+        if any(isinstance(c, StageSchedule) for c in self.trainer.callbacks):
+            return []  # test() after fit(): keep the instance (and state) fit used
         return [StageSchedule(self.strategy)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.features_input:  # the rest of timm's forward_head: dropout, classifier
+            x = F.dropout(x, p=float(getattr(self.backbone, "drop_rate", 0.0) or 0.0),
+                          training=self.training)
+            return self.backbone.get_classifier()(x)
         return self.backbone(x)
 
     def train(self, mode: bool = True) -> TransferModule:

@@ -36,14 +36,18 @@ class L2SP(nn.Module):
 
     def forward(self, stages: Sequence[Stage]) -> torch.Tensor:
         """The penalty for the current weights; frozen stages add nothing (no gradient)."""
-        backbone = sum((self._sq_dist(s) for s in stages[:-1] if s.trainable),
-                       torch.zeros((), device=stages[-1].params[0].device))
+        backbone = sum(
+            (self._sq_dist(s) for s in stages[:-1] if s.trainable),
+            torch.zeros((), device=stages[-1].params[0].device),
+        )
         head = sum(p.pow(2).sum() for p in stages[-1].params)
         return 0.5 * self.alpha * backbone + 0.5 * self.beta * head
 
     def _sq_dist(self, stage: Stage) -> torch.Tensor:
-        return sum((p - self.get_buffer(_key(n))).pow(2).sum()
-                   for n, p in zip(stage.param_names, stage.params, strict=True))
+        return sum(
+            (p - self.get_buffer(_key(n))).pow(2).sum()
+            for n, p in zip(stage.param_names, stage.params, strict=True)
+        )
 
     @torch.no_grad()
     def drift(self, stages: Sequence[Stage]) -> dict[str, float]:

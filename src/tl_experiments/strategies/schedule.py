@@ -65,8 +65,9 @@ def build_phases(strategy: Strategy, stages: Sequence[Stage], max_epochs: int) -
     return phases
 
 
-def _gradual(strategy: Strategy, start_set: frozenset[int], n_stages: int,
-             max_epochs: int) -> list[Phase]:
+def _gradual(
+    strategy: Strategy, start_set: frozenset[int], n_stages: int, max_epochs: int
+) -> list[Phase]:
     """One more frozen stage, top first, at each milestone (ULMFiT's gradual unfreezing)."""
     frozen = [i for i in reversed(range(n_stages)) if i not in start_set]
     every = strategy.unfreeze_every_n_epochs
@@ -75,8 +76,10 @@ def _gradual(strategy: Strategy, start_set: frozenset[int], n_stages: int,
             raise UserError(f"strategy.unfreeze_every_n_epochs={every} must be >= 1.")
         epochs = [every * (k + 1) for k in range(len(frozen))]
     else:
-        epochs = [_epoch(m, max_epochs, "strategy.unfreeze_milestones")
-                  for m in strategy.unfreeze_milestones[: len(frozen)]]
+        epochs = [
+            _epoch(m, max_epochs, "strategy.unfreeze_milestones")
+            for m in strategy.unfreeze_milestones[: len(frozen)]
+        ]
     phases, current = [], set(start_set)
     for epoch, stage in zip(epochs, frozen, strict=False):
         current.add(stage)
@@ -96,8 +99,10 @@ def _epoch(value: int | float, max_epochs: int, what: str) -> int:
     if isinstance(value, int):
         return value
     if not 0 < value < 1:
-        raise UserError(f"{what}={value} is ambiguous: write an integer epoch (e.g. 2) or a "
-                        "fraction of trainer.max_epochs between 0 and 1 (e.g. 0.25).")
+        raise UserError(
+            f"{what}={value} is ambiguous: write an integer epoch (e.g. 2) or a "
+            "fraction of trainer.max_epochs between 0 and 1 (e.g. 0.25)."
+        )
     # Rounded, and never 0 (epoch 0 belongs to strategy.trainable).
     return max(1, math.floor(value * max_epochs + 0.5))
 
@@ -105,9 +110,11 @@ def _epoch(value: int | float, max_epochs: int, what: str) -> int:
 def _check_order(phases: Sequence[Phase]) -> None:
     starts = [p.start for p in phases]
     if any(b <= a for a, b in zip(starts, starts[1:], strict=False)):
-        raise UserError(f"Schedule phases start at epochs {starts} (after fractions of "
-                        "trainer.max_epochs are resolved); they must increase strictly and "
-                        "start after epoch 0: use later epochs or more trainer.max_epochs.")
+        raise UserError(
+            f"Schedule phases start at epochs {starts} (after fractions of "
+            "trainer.max_epochs are resolved); they must increase strictly and "
+            "start after epoch 0: use later epochs or more trainer.max_epochs."
+        )
 
 
 def phase_at(phases: Sequence[Phase], epoch: int) -> Phase:
@@ -120,8 +127,9 @@ def ever_trained(phases: Sequence[Phase]) -> frozenset[int]:
     return frozenset().union(*(p.trainable for p in phases))
 
 
-def stage_scales(phases: Sequence[Phase], epoch: int, n_stages: int,
-                 warmup_epochs: int = 0) -> list[float]:
+def stage_scales(
+    phases: Sequence[Phase], epoch: int, n_stages: int, warmup_epochs: int = 0
+) -> list[float]:
     """``scale_g(epoch)`` of every stage: the phase's lr_scale times the warm-up ramp."""
     current = phase_at(phases, epoch)
     scales = []
@@ -145,8 +153,9 @@ def _trained_since(phases: Sequence[Phase], epoch: int, g: int) -> int:
     return since
 
 
-def rescale_lrs(optimizer: Optimizer, schedulers: Sequence[LRScheduler],
-                ratios: Sequence[float]) -> None:
+def rescale_lrs(
+    optimizer: Optimizer, schedulers: Sequence[LRScheduler], ratios: Sequence[float]
+) -> None:
     """Multiply group i's lr, now and in every later step, by ``ratios[i]`` (module doc)."""
     for i, (group, r) in enumerate(zip(optimizer.param_groups, ratios, strict=True)):
         if r == 1.0:

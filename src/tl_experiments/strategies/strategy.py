@@ -67,20 +67,28 @@ class Strategy:
     def __post_init__(self) -> None:
         for key in ("lr", "backbone_lr_scale", "lr_decay"):
             if not getattr(self, key) > 0:
-                raise UserError(f"strategy.{key}={getattr(self, key)} must be positive; set "
-                                f"strategy.{key} to a value above 0.")
+                raise UserError(
+                    f"strategy.{key}={getattr(self, key)} must be positive; set "
+                    f"strategy.{key} to a value above 0."
+                )
         if self.weight_decay < 0:
             raise UserError(f"strategy.weight_decay={self.weight_decay} must be >= 0.")
         if self.l2sp_alpha < 0 or self.l2sp_beta < 0:
-            raise UserError(f"strategy.l2sp_alpha={self.l2sp_alpha} and strategy.l2sp_beta="
-                            f"{self.l2sp_beta} must be >= 0 (0 turns a term off).")
+            raise UserError(
+                f"strategy.l2sp_alpha={self.l2sp_alpha} and strategy.l2sp_beta="
+                f"{self.l2sp_beta} must be >= 0 (0 turns a term off)."
+            )
         if self.uses_l2sp and self.weight_decay:
-            raise UserError(f"strategy.weight_decay={self.weight_decay} with L2-SP: the penalty "
-                            "replaces weight decay, so set strategy.weight_decay=0.")
+            raise UserError(
+                f"strategy.weight_decay={self.weight_decay} with L2-SP: the penalty "
+                "replaces weight decay, so set strategy.weight_decay=0."
+            )
         gradual = self.unfreeze_every_n_epochs is not None or bool(self.unfreeze_milestones)
         if gradual and self.phases:
-            raise UserError("strategy.phases and strategy.unfreeze_* both set; describe the "
-                            "schedule with one of them (unfreeze_* generates the phases).")
+            raise UserError(
+                "strategy.phases and strategy.unfreeze_* both set; describe the "
+                "schedule with one of them (unfreeze_* generates the phases)."
+            )
 
     @property
     def uses_l2sp(self) -> bool:
@@ -92,8 +100,10 @@ class Strategy:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(cfg) - known)
         if unknown:
-            raise UserError(f"Unknown strategy key(s) {', '.join(unknown)}; known keys are "
-                            f"{', '.join(sorted(known))}.")
+            raise UserError(
+                f"Unknown strategy key(s) {', '.join(unknown)}; known keys are "
+                f"{', '.join(sorted(known))}."
+            )
         cfg = dict(cfg)
         if not isinstance(cfg.get("trainable", "all"), str):
             cfg["trainable"] = tuple(cfg["trainable"])
@@ -106,8 +116,10 @@ class Strategy:
 def _phase(p: dict) -> dict:
     unknown = sorted(set(p) - {"start", "trainable", "lr_scale"})
     if unknown or "start" not in p:
-        raise UserError(f"strategy.phases entry {p} needs 'start' and allows only 'trainable' "
-                        "and 'lr_scale' besides; e.g. {start: 2, trainable: all, lr_scale: 0.1}.")
+        raise UserError(
+            f"strategy.phases entry {p} needs 'start' and allows only 'trainable' "
+            "and 'lr_scale' besides; e.g. {start: 2, trainable: all, lr_scale: 0.1}."
+        )
     p = dict(p)
     if not isinstance(p.get("trainable", "all"), str):
         p["trainable"] = tuple(p["trainable"])
