@@ -6,8 +6,10 @@ A whole folder of labelled images: ``python eval.py ckpt=... data=image_folder d
 import hydra
 from omegaconf import DictConfig
 
-from tl_experiments.cli import guarded
+from tl_experiments.cli import guarded, register_resolvers
 from tl_experiments.evaluate import evaluate
+
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

@@ -6,15 +6,18 @@ Sweeps: ``python train.py -m strategy=scratch,feature_extraction,partial_ft,full
 import hydra
 from omegaconf import DictConfig
 
-from tl_experiments.cli import guarded
+from tl_experiments.cli import guarded, register_resolvers
 from tl_experiments.train import run
+
+register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float:
     metrics = guarded(run, cfg)
     # Returned for sweepers that optimise a value (Optuna): best validation accuracy.
-    return None if metrics is None else metrics["best_val_acc"]
+    # A failed job returns NaN, which Optuna records as a failed trial and goes on.
+    return float("nan") if metrics is None else metrics["best_val_acc"]
 
 
 if __name__ == "__main__":

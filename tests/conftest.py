@@ -12,6 +12,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from tl_experiments.cli import register_resolvers
+
+register_resolvers()
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 

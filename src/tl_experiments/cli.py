@@ -12,7 +12,24 @@ from omegaconf import DictConfig
 from tl_experiments.errors import UserError
 from tl_experiments.outputs import write_json_atomic
 
-__all__ = ["guarded"]
+__all__ = ["guarded", "register_resolvers"]
+
+
+def short_dirname(name: str, limit: int = 120) -> str:
+    """A sweep job's folder name: its overrides, hashed when too long for a file name."""
+    if len(name) <= limit:
+        return name
+    import hashlib
+
+    return f"{name[: limit - 12]}_{hashlib.sha1(name.encode()).hexdigest()[:10]}"
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers the configs use (``${tl_dirname:...}``); call before Hydra."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("tl_dirname"):
+        OmegaConf.register_new_resolver("tl_dirname", short_dirname)
 
 
 def guarded(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -12,10 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import TensorBoardLogger
 
+from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.cached_features import cache_blocker, use_cached_features
 from tl_experiments.callbacks import EpochHistory
-from tl_experiments.data.feature_cache import FeatureCache
 from tl_experiments.data import create_datamodule, load_image_set
+from tl_experiments.data.feature_cache import FeatureCache
 from tl_experiments.errors import UserError
 from tl_experiments.models import create_backbone, stage_summary
 from tl_experiments.models.module import TransferModule
@@ -51,9 +54,17 @@ def create_trainer(cfg: DictConfig, out: Path, history: EpochHistory) -> pl.Trai
 def run(cfg: DictConfig) -> dict:
     """Train and test one (model, strategy, data, seed); return and write ``metrics.json``."""
     out = Path(cfg.paths.output_dir)
+    if cfg.get("skip_finished") and cfg.get("ckpt_path") is None and (out / "metrics.json").is_file():
+        print(f"Skipping {out}: it already has metrics.json (skip_finished=true).", flush=True)
+        return json.loads((out / "metrics.json").read_text())
+    (out / "error.json").unlink(missing_ok=True)  # a re-run replaces an earlier failure
+    set_threads(cfg.get("threads") or _parallel_share())
+    gpu_slot = _maybe_claim_gpu(cfg)
+    started_at = time.time()
     pl.seed_everything(cfg.seed, workers=True)
     image_set = load_image_set(cfg.data.source, cfg.data.get("source_args"))
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
+    w0 = snapshot_weights(module.backbone)  # starting weights, for drift and CKA
     data_kwargs = OmegaConf.to_container(cfg.data, resolve=True)
     for key in ("name", "source", "source_args", "root"):
         data_kwargs.pop(key, None)
@@ -80,8 +91,14 @@ def run(cfg: DictConfig) -> dict:
     trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
     metrics = _collect(cfg, trainer, module, dm, fit_history, train_seconds)
     _write_test_files(trainer, module, out)
+    if cfg.analysis.enabled:  # forgetting, drift, CKA, shifted test sets (docs/shift.md)
+        metrics |= analyze(module, dm, data_cfg, w0, OmegaConf.to_container(cfg.analysis),
+                           OmegaConf.to_container(cfg.model), trainer.logger.experiment,
+                           trainer.global_step)
     trainer.logger.log_hyperparams(_flat_hparams(cfg),
                                    {f"hp/{k}": metrics[k] for k in _HP_METRICS})
+    metrics.update(gpu_slot=gpu_slot, pid=os.getpid(), started_at=started_at,
+                   finished_at=time.time())
     write_json_atomic(metrics, out / "metrics.json")
     return metrics
 
@@ -149,3 +166,34 @@ def set_threads(n: int | None) -> None:
     """Limit torch's intra-op threads (parallel sweep jobs must not oversubscribe cores)."""
     if n:
         torch.set_num_threads(int(n))
+
+
+def _maybe_claim_gpu(cfg: DictConfig) -> int | None:
+    """With ``gpu_per_job`` (auto: parallel jobs on a multi-GPU machine), pin one GPU."""
+    mode = cfg.get("gpu_per_job", "auto")
+    count = cfg.get("gpu_count") or (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if mode == "auto":
+        mode = _parallel_share() is not None and count > 1
+    if not mode:
+        return None
+    if count < 1:
+        raise UserError("gpu_per_job=true needs GPUs; none are visible (set gpu_count for a "
+                        "simulated run, or gpu_per_job=false).")
+    from tl_experiments.gpu_slots import claim_gpu
+
+    slot = claim_gpu(count, cfg.get("gpu_lock_dir") or "/tmp/tl_experiments_gpu_slots")
+    log.info("gpu_per_job: this job runs on GPU %d (CUDA_VISIBLE_DEVICES=%d).", slot, slot)
+    return slot
+
+
+def _parallel_share() -> int | None:
+    """Cores per job when Hydra's joblib launcher runs ``n_jobs`` jobs side by side."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    launcher = HydraConfig.get().launcher
+    n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
+    if not n_jobs or n_jobs < 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // int(n_jobs))

@@ -80,7 +80,11 @@ def module_from_checkpoint(ckpt: dict) -> TransferModule:
     strategy = Strategy(name=str(meta.get("strategy", "unknown")), pretrained=False)
     module = TransferModule(backbone, strategy, class_names)
     try:
-        module.load_state_dict(ckpt["state_dict"])
+        # Only the network: training-only state (L2-SP's w0 buffers) is not needed here.
+        prefix = "backbone."
+        module.backbone.load_state_dict(
+            {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+        )
     except RuntimeError as e:
         raise UserError(
             f"The checkpoint's weights do not fit '{meta['arch']}' "

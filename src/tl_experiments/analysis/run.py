@@ -1,0 +1,113 @@
+"""After test: what transfer did to the network, in one call (``analysis`` in conf/train.yaml)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from tl_experiments.analysis.cka import linear_cka
+from tl_experiments.analysis.drift import weight_drift
+from tl_experiments.analysis.features import stage_features
+from tl_experiments.analysis.images import split_images
+from tl_experiments.analysis.imagenet import imagenet_agreement
+from tl_experiments.analysis.photos import natural_photos
+from tl_experiments.analysis.shifts import SHIFTS, shift_accuracy
+from tl_experiments.data.datamodule import ImageDataModule
+from tl_experiments.errors import UserError
+from tl_experiments.models import create_backbone, get_stages
+from tl_experiments.models.module import TransferModule
+
+__all__ = ["AnalysisOptions", "analyze"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AnalysisOptions:
+    """The ``analysis`` config group (see conf/train.yaml)."""
+
+    enabled: bool = True
+    shifts: bool = True  # evaluate the shifted test sets
+    max_images: int = 256  # validation images for CKA
+    shift_max_images: int | None = None  # test images per shifted set; None = all
+    photos: int = 32  # natural photos for the ImageNet-head agreement; 0 = skip it
+    photo_size: int = 224  # ImageNet's own resolution: the source task as it was trained
+
+
+def analyze(module: TransferModule, dm: ImageDataModule, data_cfg: Mapping,
+            w0: dict[str, torch.Tensor], options: AnalysisOptions | Mapping,
+            model_cfg: Mapping, writer=None, step: int = 0) -> dict:
+    """Drift, CKA, ImageNet-head agreement and shifted accuracy of the trained ``module``.
+
+    Args:
+        module: the trained module (best checkpoint loaded by ``trainer.test``).
+        dm: its data module (val images feed CKA, test images the shifts).
+        data_cfg: the resolved timm data config (``mean``, ``std``).
+        w0: the backbone's state dict at the start of the run.
+        options: an :class:`AnalysisOptions` or the ``analysis`` config as a mapping.
+        model_cfg: ``arch``, ``weights`` and ``weights_file`` of the run's model config.
+        writer: a TensorBoard ``SummaryWriter`` (``trainer.logger.experiment``) or None.
+        step: the global step the scalars are logged at.
+
+    Returns:
+        The ``metrics.json`` fields ``drift``, ``cka``, ``imagenet_agreement``,
+        ``shift_acc`` (None when skipped) and ``analysis_seconds``.
+    """
+    if isinstance(options, Mapping):
+        options = AnalysisOptions(**options)
+    start = time.perf_counter()
+    backbone = module.backbone
+    out: dict = {"drift": weight_drift(module.stages, w0), "cka": _cka(backbone, w0, dm, options)}
+    out["imagenet_agreement"] = _agreement(module, model_cfg, data_cfg, options)
+    out["shift_acc"] = None
+    if options.shifts:
+        images, labels = split_images(dm, "test", options.shift_max_images)
+        out["shift_acc"] = shift_accuracy(backbone, images, labels, data_cfg["mean"],
+                                          data_cfg["std"], tuple(SHIFTS))
+    out["analysis_seconds"] = round(time.perf_counter() - start, 3)
+    if writer is not None:
+        _log(writer, out, step)
+    return out
+
+
+def _cka(backbone: nn.Module, w0: dict, dm: ImageDataModule,
+         options: AnalysisOptions) -> dict[str, float]:
+    """Per stage, linear CKA of the starting and trained backbone on validation images."""
+    images, _ = split_images(dm, "val", options.max_images)
+    start = copy.deepcopy(backbone)
+    start.load_state_dict(w0)  # buffers too: BatchNorm statistics as they were
+    before = stage_features(start, get_stages(start), images)
+    after = stage_features(backbone, get_stages(backbone), images)
+    return {name: linear_cka(before[name], after[name]) for name in before}
+
+
+def _agreement(module: TransferModule, model_cfg: Mapping, data_cfg: Mapping,
+               options: AnalysisOptions) -> float | None:
+    """ImageNet-head agreement, or None for a random start or weights without that head."""
+    if not (module.strategy.pretrained and options.photos > 0
+            and model_cfg.get("weights", "none") != "none"):
+        return None
+    try:
+        original = create_backbone(model_cfg["arch"], 1000, model_cfg["weights"],
+                                   model_cfg.get("weights_file"), zero_head=False)
+    except UserError as e:  # e.g. a fine-tuned file whose head is not ImageNet's
+        log.info("ImageNet-head agreement skipped: %s", e)
+        return None
+    photos = natural_photos(options.photos, options.photo_size, data_cfg["mean"],
+                            data_cfg["std"])
+    return imagenet_agreement(module.backbone, original, photos)
+
+
+def _log(writer, out: dict, step: int) -> None:
+    for group, key in (("drift", "drift"), ("cka", "cka"), ("shift", "shift_acc")):
+        for name, value in (out[key] or {}).items():
+            writer.add_scalar(f"{group}/{name}", value, step)
+    if out["imagenet_agreement"] is not None:
+        writer.add_scalar("forgetting/imagenet_agreement", out["imagenet_agreement"], step)
+    writer.flush()

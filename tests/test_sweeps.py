@@ -1,0 +1,107 @@
+"""Multiruns: a real sweep and its report, failures that do not stop it, resuming,
+parallel jobs, one GPU per job, and launcher/sweeper configs that compose."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from .conftest import CONF, TINY, run_train
+
+QUICK = [*TINY, "data.samples_per_class=3", "trainer.limit_val_batches=1",
+         "trainer.limit_test_batches=1"]
+
+
+def _metrics(sweep: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep.rglob("metrics.json"))]
+
+
+@pytest.mark.slow
+def test_sweep_report_failures_and_resume(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ["-m", *QUICK, "strategy=feature_extraction,full_ft", "seed=0,1",
+            f"hydra.sweep.dir={sweep}"]
+    proc = run_train(args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = _metrics(sweep)
+    assert sorted((m["strategy"], m["seed"]) for m in runs) == [
+        ("feature_extraction", 0), ("feature_extraction", 1), ("full_ft", 0), ("full_ft", 1)]
+    named = [p.parent.name for p in sweep.rglob("metrics.json")]  # folders named by overrides
+    assert any("seed=0" in n and "strategy=full_ft" in n for n in named)
+
+    # A bad job fails alone: it leaves error.json, the other job finishes.
+    bad = run_train(["-m", *QUICK, "strategy=full_ft", "strategy.lr=1e-3,-1", "seed=0",
+                     f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert bad.returncode == 0, bad.stderr[-3000:]
+    errors = list(sweep.rglob("error.json"))
+    assert len(errors) == 1 and "must be positive" in json.loads(errors[0].read_text())["error"]
+
+    # Re-running the first sweep skips every finished job.
+    again = run_train(args, cwd=tmp_path)
+    assert again.returncode == 0
+    assert again.stdout.count("Skipping") == 4
+
+    from tl_experiments.compare import main
+
+    assert main([str(sweep)]) == 0
+    report = (sweep / "report.md").read_text()
+    assert "full_ft" in report and "feature_extraction" in report
+    assert "must be positive" in report  # the failed job is listed with its error
+    for png in ("trainable_params.png", "accuracy_vs_time.png", "learning_curves.png"):
+        assert (sweep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_parallel_jobs_each_get_their_own_gpu(tmp_path: Path) -> None:
+    """joblib runs 2 jobs at once; with 2 (simulated) GPUs each job pins a distinct one."""
+    sweep = tmp_path / "sweep"
+    proc = run_train(["-m", *QUICK, "hydra/launcher=gpu_per_job", "hydra.launcher.n_jobs=2",
+                      "seed=0,1", "gpu_per_job=true", "gpu_count=2",
+                      f"gpu_lock_dir={tmp_path / 'locks'}", f"hydra.sweep.dir={sweep}"],
+                     cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = _metrics(sweep)
+    assert a["pid"] != b["pid"]  # separate worker processes...
+    assert a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]  # overlapping
+    assert {a["gpu_slot"], b["gpu_slot"]} == {0, 1}  # ...each on its own GPU
+
+
+def test_gpu_slots_are_exclusive(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from tl_experiments.gpu_slots import claim_gpu; "
+            f"print(claim_gpu(2, r'{tmp_path}'), flush=True); time.sleep(3)")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    slots = sorted(int(p.stdout.readline()) for p in procs)
+    for p in procs:
+        p.wait()
+    assert slots == [0, 1]
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "gpu_per_job", "slurm", "submitit_cpu"])
+def test_launcher_configs_compose(launcher: str) -> None:
+    # SLURM itself cannot run here; this checks the config is valid for the plugin.
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"hydra/launcher={launcher}"],
+                      return_hydra_config=True)
+    target = cfg.hydra.launcher._target_
+    plugin = "joblib" if launcher in ("parallel", "gpu_per_job") else "submitit"
+    assert f"hydra_{plugin}_launcher" in target
+    if launcher == "slurm":
+        assert cfg.hydra.launcher.gpus_per_task == 1 and cfg.hydra.launcher.array_parallelism > 0
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_experiment_configs_compose(experiment: str) -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"+experiment={experiment}"],
+                      return_hydra_config=True)
+    assert cfg.hydra.sweeper.params
+    header = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
+    assert header[0] == "# @package _global_"
+    assert any("Command:" in line for line in header[:8])  # the file is also a lab notebook
