@@ -99,7 +99,7 @@ def test_launcher_configs_compose(launcher: str) -> None:
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_experiment_configs_compose(experiment: str) -> None:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"+experiment={experiment}"],
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"],
                       return_hydra_config=True)
     assert cfg.hydra.sweeper.params
     header = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
