@@ -13,11 +13,12 @@ register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | None:
     metrics = guarded(run, cfg)
     # Returned for sweepers that optimise a value (Optuna): best validation accuracy.
-    # A failed job returns NaN, which Optuna records as a failed trial and goes on.
-    return float("nan") if metrics is None else metrics["best_val_acc"]
+    # A failed job returns None: hydra-optuna-sweeper records that as a failed trial and
+    # goes on (NaN would crash it: it then calls study.tell twice).
+    return None if metrics is None else metrics["best_val_acc"]
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ def _pixels(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tens
 
 # --- CKA -------------------------------------------------------------------------------------
 
+
 def test_cka_of_a_representation_with_itself_is_one_and_with_random_near_zero() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2000, 16, generator=g)
@@ -66,6 +67,7 @@ def test_stage_features_pool_every_stage_but_the_head() -> None:
 
 # --- drift -----------------------------------------------------------------------------------
 
+
 def test_weight_drift_is_zero_until_a_stage_changes() -> None:
     model = timm.create_model("test_resnet", num_classes=3)
     stages = get_stages(model)
@@ -81,6 +83,7 @@ def test_weight_drift_is_zero_until_a_stage_changes() -> None:
 
 
 # --- shifts ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(("mean", "std"), [(IMAGENET_MEAN, IMAGENET_STD), (LITE0, LITE0)])
 def test_inversion_twice_is_identity_and_maps_black_to_white(mean, std) -> None:
@@ -115,8 +118,9 @@ def test_blur_removes_high_frequency_energy_and_keeps_the_mean() -> None:
 
     def high_freq(img: torch.Tensor) -> float:  # energy above a quarter of the band
         spec = torch.fft.fftshift(torch.fft.fft2(img - img.mean()), dim=(-2, -1)).abs() ** 2
-        ys, xs = torch.meshgrid(torch.arange(size) - size // 2, torch.arange(size) - size // 2,
-                                indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(size) - size // 2, torch.arange(size) - size // 2, indexing="ij"
+        )
         return float(spec[..., (ys**2 + xs**2) > (size // 4) ** 2].sum())
 
     assert high_freq(blurred) < 0.05 * high_freq(pixels)
@@ -136,14 +140,16 @@ def test_shift_accuracy_reports_clean_and_every_shift() -> None:
 
 # --- ImageNet-head agreement -----------------------------------------------------------------
 
+
 def test_natural_photos_and_head_agreement() -> None:
     photos = natural_photos(6, 32, IMAGENET_MEAN, IMAGENET_STD)
     assert photos.shape == (6, 3, 32, 32)
     assert not torch.allclose(photos[2], photos[3])  # crops differ
     original = timm.create_model("test_resnet", num_classes=1000)
     finetuned = timm.create_model("test_resnet", num_classes=3)
-    finetuned.load_state_dict({k: v for k, v in original.state_dict().items()
-                               if not k.startswith("fc.")}, strict=False)
+    finetuned.load_state_dict(
+        {k: v for k, v in original.state_dict().items() if not k.startswith("fc.")}, strict=False
+    )
     assert imagenet_agreement(finetuned, original, photos) == 1.0  # same features
     with torch.no_grad():
         for p in get_stages(finetuned)[4].params:
@@ -153,9 +159,9 @@ def test_natural_photos_and_head_agreement() -> None:
 
 # --- a run -----------------------------------------------------------------------------------
 
+
 def test_tiny_run_writes_analysis_fields(make_cfg) -> None:
-    cfg = make_cfg("strategy=partial_ft", "analysis.shift_max_images=64",
-                   "analysis.max_images=64")
+    cfg = make_cfg("strategy=partial_ft", "analysis.shift_max_images=64", "analysis.max_images=64")
     run(cfg)
     metrics = json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())
     stages = ["stem", "stage1", "stage2", "stage3", "stage4"]
@@ -183,9 +189,40 @@ def _scalar_tags(tb: Path) -> set[str]:
 
 
 def test_frozen_backbone_does_not_drift(make_cfg) -> None:
-    cfg = make_cfg("strategy=feature_extraction", "analysis.shifts=false",
-                   "analysis.max_images=32")
+    cfg = make_cfg("strategy=feature_extraction", "analysis.shifts=false", "analysis.max_images=32")
     metrics = run(cfg)
     assert set(metrics["drift"].values()) == {0.0}
     assert all(v == pytest.approx(1.0, abs=1e-6) for v in metrics["cka"].values())
     assert metrics["shift_acc"] is None
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def test_report_shows_analysis_tables_only_when_present(tmp_path: Path) -> None:
+    from tl_experiments.report import Run
+    from tl_experiments.report.analysis import render_analysis
+
+    def metrics(strategy: str, seed: int, acc: float) -> dict:
+        return {
+            "status": "ok",
+            "strategy": strategy,
+            "model": "m",
+            "seed": seed,
+            "test_acc": acc,
+            "imagenet_agreement": 0.5,
+            "drift": {"stem": 0.0},
+            "cka": {"stem": 1.0},
+            "shift_acc": {"clean": acc, "noise": acc / 2},
+        }
+
+    runs = [
+        Run(tmp_path / f"{s}{i}", metrics=metrics(s, i, 0.8 + 0.1 * i))
+        for s in ("full_ft", "lp_ft")
+        for i in range(2)
+    ]
+    text = render_analysis(runs)
+    assert "| Approach | imagenet agreement | stem |" in text
+    assert "| full_ft | 85.0 ± 63.5 | 85.0 ± 63.5 | 42.5 ± 31.8 |" in text  # mean ± t-interval
+    assert "| lp_ft | 50.0 ± 0.0 | 0.000 |" in text
+    assert render_analysis([Run(tmp_path, metrics={"status": "ok", "strategy": "x"})]) == ""

@@ -105,3 +105,19 @@ def test_experiment_configs_compose(experiment: str) -> None:
     header = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
     assert header[0] == "# @package _global_"
     assert any("Command:" in line for line in header[:8])  # the file is also a lab notebook
+
+
+@pytest.mark.slow
+def test_optuna_search_survives_failed_trials(tmp_path: Path) -> None:
+    sweep = tmp_path / "search"
+    proc = run_train(["-m", "experiment=search_lr", *QUICK, "hydra.sweeper.n_trials=4",
+                      "strategy.trainable=choice(head,'from:9')",
+                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (sweep / "optimization_results.yaml").is_file()
+    jobs = [p for p in sweep.iterdir() if p.is_dir()]
+    assert len(jobs) == 4
+    for job in jobs:  # 'from:9' does not exist on test_resnet: that trial fails alone
+        bad = "from:9" in (job / ".hydra" / "overrides.yaml").read_text()
+        assert (job / "error.json").is_file() == bad
+        assert (job / "metrics.json").is_file() == (not bad)

@@ -6,8 +6,8 @@ Run after test by :func:`tl_experiments.train.run` when ``analysis.enabled`` (do
 from tl_experiments.analysis.cka import linear_cka
 from tl_experiments.analysis.drift import snapshot_weights, weight_drift
 from tl_experiments.analysis.features import pool, stage_features
-from tl_experiments.analysis.images import split_images
 from tl_experiments.analysis.imagenet import imagenet_agreement
+from tl_experiments.analysis.images import split_images
 from tl_experiments.analysis.photos import load_photos, natural_photos
 from tl_experiments.analysis.run import AnalysisOptions, analyze
 from tl_experiments.analysis.shifts import (

@@ -22,8 +22,9 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
         ValueError: if the two representations cover a different number of inputs.
     """
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"CKA needs the same inputs on both sides: {x.shape[0]} vs "
-                         f"{y.shape[0]} rows.")
+        raise ValueError(
+            f"CKA needs the same inputs on both sides: {x.shape[0]} vs {y.shape[0]} rows."
+        )
     x = x.reshape(x.shape[0], -1).double()
     y = y.reshape(y.shape[0], -1).double()
     x = x - x.mean(dim=0, keepdim=True)

@@ -22,8 +22,9 @@ def pool(output: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def stage_features(backbone: nn.Module, stages: Sequence[Stage], images: torch.Tensor,
-                   batch_size: int = 128) -> dict[str, torch.Tensor]:
+def stage_features(
+    backbone: nn.Module, stages: Sequence[Stage], images: torch.Tensor, batch_size: int = 128
+) -> dict[str, torch.Tensor]:
     """Pooled output of every stage but the head, for ``images``, in eval mode.
 
     A stage's output is that of its last submodule (``stage.modules[-1]``, caught with a
@@ -34,8 +35,11 @@ def stage_features(backbone: nn.Module, stages: Sequence[Stage], images: torch.T
         Stage name -> float tensor (n_images, channels), on the CPU.
     """
     caught: dict[str, list[torch.Tensor]] = {s.name: [] for s in stages[:-1]}
-    hooks = [s.modules[-1].register_forward_hook(_catcher(caught[s.name]))
-             for s in stages[:-1] if s.modules]
+    hooks = [
+        s.modules[-1].register_forward_hook(_catcher(caught[s.name]))
+        for s in stages[:-1]
+        if s.modules
+    ]
     was_training = backbone.training
     backbone.eval()
     device = next(backbone.parameters()).device

@@ -9,8 +9,9 @@ __all__ = ["imagenet_agreement"]
 
 
 @torch.no_grad()
-def imagenet_agreement(finetuned: nn.Module, original: nn.Module, photos: torch.Tensor,
-                       batch_size: int = 64) -> float:
+def imagenet_agreement(
+    finetuned: nn.Module, original: nn.Module, photos: torch.Tensor, batch_size: int = 64
+) -> float:
     """Share of ``photos`` where the original head on fine-tuned features agrees (top-1)
     with the original model.
 

@@ -11,8 +11,9 @@ from tl_experiments.data.datamodule import ImageDataModule, to_pil
 __all__ = ["split_images"]
 
 
-def split_images(dm: ImageDataModule, split: str, limit: int | None = None,
-                 seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def split_images(
+    dm: ImageDataModule, split: str, limit: int | None = None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised eval-transform images and labels of ``split``; at most ``limit`` of them.
 
     The subset is a seeded random draw (splits are stored sorted by index, and a source may

@@ -33,14 +33,17 @@ def load_photos() -> list[np.ndarray]:
     return photos
 
 
-def natural_photos(n: int, size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                   seed: int = 0) -> torch.Tensor:
+def natural_photos(
+    n: int, size: int, mean: tuple[float, ...], std: tuple[float, ...], seed: int = 0
+) -> torch.Tensor:
     """``n`` normalised (3, size, size) photos: each whole photo, then random square crops.
 
     Crops cover 20-100% of a photo's shorter side, at a random position (seeded).
     """
-    photos = [torch.from_numpy(np.array(p, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
-              for p in load_photos()]
+    photos = [
+        torch.from_numpy(np.array(p, dtype=np.uint8)).permute(2, 0, 1).float() / 255.0
+        for p in load_photos()
+    ]
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
@@ -50,8 +53,11 @@ def natural_photos(n: int, size: int, mean: tuple[float, ...], std: tuple[float,
         top, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
         if i < len(photos):  # the whole photo: a centre square
             top, left = (h - side) // 2, (w - side) // 2
-        crop = img[:, top:top + side, left:left + side].unsqueeze(0)
-        out.append(F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True,
-                                 align_corners=False)[0])
+        crop = img[:, top : top + side, left : left + side].unsqueeze(0)
+        out.append(
+            F.interpolate(
+                crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )[0]
+        )
     x = torch.stack(out).clamp(0.0, 1.0)
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)

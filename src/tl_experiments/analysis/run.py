@@ -14,8 +14,8 @@ import torch.nn as nn
 from tl_experiments.analysis.cka import linear_cka
 from tl_experiments.analysis.drift import weight_drift
 from tl_experiments.analysis.features import stage_features
-from tl_experiments.analysis.images import split_images
 from tl_experiments.analysis.imagenet import imagenet_agreement
+from tl_experiments.analysis.images import split_images
 from tl_experiments.analysis.photos import natural_photos
 from tl_experiments.analysis.shifts import SHIFTS, shift_accuracy
 from tl_experiments.data.datamodule import ImageDataModule
@@ -35,14 +35,21 @@ class AnalysisOptions:
     enabled: bool = True
     shifts: bool = True  # evaluate the shifted test sets
     max_images: int = 256  # validation images for CKA
-    shift_max_images: int | None = None  # test images per shifted set; None = all
+    shift_max_images: int | None = 500  # test images per shifted set; None = all
     photos: int = 32  # natural photos for the ImageNet-head agreement; 0 = skip it
     photo_size: int = 224  # ImageNet's own resolution: the source task as it was trained
 
 
-def analyze(module: TransferModule, dm: ImageDataModule, data_cfg: Mapping,
-            w0: dict[str, torch.Tensor], options: AnalysisOptions | Mapping,
-            model_cfg: Mapping, writer=None, step: int = 0) -> dict:
+def analyze(
+    module: TransferModule,
+    dm: ImageDataModule,
+    data_cfg: Mapping,
+    w0: dict[str, torch.Tensor],
+    options: AnalysisOptions | Mapping,
+    model_cfg: Mapping,
+    writer=None,
+    step: int = 0,
+) -> dict:
     """Drift, CKA, ImageNet-head agreement and shifted accuracy of the trained ``module``.
 
     Args:
@@ -68,16 +75,18 @@ def analyze(module: TransferModule, dm: ImageDataModule, data_cfg: Mapping,
     out["shift_acc"] = None
     if options.shifts:
         images, labels = split_images(dm, "test", options.shift_max_images)
-        out["shift_acc"] = shift_accuracy(backbone, images, labels, data_cfg["mean"],
-                                          data_cfg["std"], tuple(SHIFTS))
+        out["shift_acc"] = shift_accuracy(
+            backbone, images, labels, data_cfg["mean"], data_cfg["std"], tuple(SHIFTS)
+        )
     out["analysis_seconds"] = round(time.perf_counter() - start, 3)
     if writer is not None:
         _log(writer, out, step)
     return out
 
 
-def _cka(backbone: nn.Module, w0: dict, dm: ImageDataModule,
-         options: AnalysisOptions) -> dict[str, float]:
+def _cka(
+    backbone: nn.Module, w0: dict, dm: ImageDataModule, options: AnalysisOptions
+) -> dict[str, float]:
     """Per stage, linear CKA of the starting and trained backbone on validation images."""
     images, _ = split_images(dm, "val", options.max_images)
     start = copy.deepcopy(backbone)
@@ -87,20 +96,28 @@ def _cka(backbone: nn.Module, w0: dict, dm: ImageDataModule,
     return {name: linear_cka(before[name], after[name]) for name in before}
 
 
-def _agreement(module: TransferModule, model_cfg: Mapping, data_cfg: Mapping,
-               options: AnalysisOptions) -> float | None:
+def _agreement(
+    module: TransferModule, model_cfg: Mapping, data_cfg: Mapping, options: AnalysisOptions
+) -> float | None:
     """ImageNet-head agreement, or None for a random start or weights without that head."""
-    if not (module.strategy.pretrained and options.photos > 0
-            and model_cfg.get("weights", "none") != "none"):
+    if not (
+        module.strategy.pretrained
+        and options.photos > 0
+        and model_cfg.get("weights", "none") != "none"
+    ):
         return None
     try:
-        original = create_backbone(model_cfg["arch"], 1000, model_cfg["weights"],
-                                   model_cfg.get("weights_file"), zero_head=False)
+        original = create_backbone(
+            model_cfg["arch"],
+            1000,
+            model_cfg["weights"],
+            model_cfg.get("weights_file"),
+            zero_head=False,
+        )
     except UserError as e:  # e.g. a fine-tuned file whose head is not ImageNet's
         log.info("ImageNet-head agreement skipped: %s", e)
         return None
-    photos = natural_photos(options.photos, options.photo_size, data_cfg["mean"],
-                            data_cfg["std"])
+    photos = natural_photos(options.photos, options.photo_size, data_cfg["mean"], data_cfg["std"])
     return imagenet_agreement(module.backbone, original, photos)
 
 

@@ -25,8 +25,14 @@ import torch.nn as nn
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-__all__ = ["BLUR_SIGMA_FRACTION", "NOISE_STD", "ROTATION_DEGREES", "SHIFTS", "apply_shift",
-           "shift_accuracy"]
+__all__ = [
+    "BLUR_SIGMA_FRACTION",
+    "NOISE_STD",
+    "ROTATION_DEGREES",
+    "SHIFTS",
+    "apply_shift",
+    "shift_accuracy",
+]
 
 NOISE_STD = 0.1  # in [0, 1] pixel units; ImageNet-C uses 0.08 and 0.12 at severities 1, 2
 BLUR_SIGMA_FRACTION = 0.02  # of the image side, so the blur means the same at any img_size
@@ -61,8 +67,13 @@ SHIFTS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
 }
 
 
-def apply_shift(x: torch.Tensor, name: str, mean: Sequence[float], std: Sequence[float],
-                gen: torch.Generator | None = None) -> torch.Tensor:
+def apply_shift(
+    x: torch.Tensor,
+    name: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    gen: torch.Generator | None = None,
+) -> torch.Tensor:
     """Shift a normalised batch ``x`` (N, 3, H, W) by ``SHIFTS[name]``; stays normalised.
 
     Raises:
@@ -77,9 +88,16 @@ def apply_shift(x: torch.Tensor, name: str, mean: Sequence[float], std: Sequence
 
 
 @torch.no_grad()
-def shift_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   mean: Sequence[float], std: Sequence[float], names: Sequence[str] = (),
-                   batch_size: int = 128, seed: int = 0) -> dict[str, float]:
+def shift_accuracy(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    names: Sequence[str] = (),
+    batch_size: int = 128,
+    seed: int = 0,
+) -> dict[str, float]:
     """Top-1 accuracy of ``model`` on ``images`` as they are (``clean``) and under each shift.
 
     ``clean`` is measured on the very same images, so it is the baseline each shifted

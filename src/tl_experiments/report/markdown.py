@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tl_experiments.report.analysis import render_analysis
 from tl_experiments.report.collect import GROUP_KEYS, Run
 from tl_experiments.report.table import LOW_GAP, MODERATE_GAP, best_group, varying_keys
 
@@ -126,6 +127,7 @@ def render_report(summary: pd.DataFrame, runs: list[Run], root: Path, plots: lis
         "Values are mean ± 95% Student-t interval over seeds (no interval with one seed). "
         f"Overfitting from the mean train-val gap: low < {LOW_GAP * 100:g} pts, "
         f"moderate < {MODERATE_GAP * 100:g} pts, else high.",
+        render_analysis(runs),  # empty when no run measured drift or shifts
         "## Best run",
         _render_best(summary),
         "## Failed runs",
