@@ -3,10 +3,12 @@
 Sweeps: ``python train.py -m strategy=scratch,feature_extraction,partial_ft,full_ft seed=0,1,2``.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from tl_experiments.cli import guarded, register_resolvers
+from tl_experiments.cli import guarded, preflight, register_resolvers
 from tl_experiments.train import run
 
 register_resolvers()
@@ -22,4 +24,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    preflight(sys.argv[1:], "train")
     main()

@@ -226,3 +226,15 @@ def test_report_shows_analysis_tables_only_when_present(tmp_path: Path) -> None:
     assert "| full_ft | 85.0 ± 63.5 | 85.0 ± 63.5 | 42.5 ± 31.8 |" in text  # mean ± t-interval
     assert "| lp_ft | 50.0 ± 0.0 | 0.000 |" in text
     assert render_analysis([Run(tmp_path, metrics={"status": "ok", "strategy": "x"})]) == ""
+
+
+def test_trainer_batch_limits_cap_the_analysis_images() -> None:
+    import pytorch_lightning as pl
+
+    from tl_experiments.analysis.run import AnalysisOptions, _capped
+
+    trainer = pl.Trainer(limit_val_batches=3, limit_test_batches=2, logger=False)
+    capped = _capped(AnalysisOptions(shift_max_images=None), trainer, batch_size=16)
+    assert (capped.max_images, capped.shift_max_images, capped.photos) == (48, 32, 32)
+    full = _capped(AnalysisOptions(), pl.Trainer(logger=False), batch_size=16)
+    assert full == AnalysisOptions()  # fractions (the default 1.0) keep the configured counts

@@ -32,6 +32,54 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("tl_dirname", short_dirname)
 
 
+def preflight(argv: list[str], config_name: str) -> None:
+    """Catch config mistakes before Hydra starts, as one sentence and exit code 2.
+
+    Hydra reports a mistyped key or an unwritable output folder with a traceback; a
+    single run's overrides are composed here first (cheap), so the user gets the fix instead.
+    Multiruns (``-m``) and Hydra's own flags are left to Hydra.
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1" or any(a.startswith("-") for a in argv):
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    try:
+        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=argv, return_hydra_config=True)
+            run_dir = Path(str(cfg.hydra.run.dir))
+    except (HydraException, OmegaConfBaseException) as e:
+        _exit(f"{_first_line(e)}; check the spelling against `python {config_name}.py "
+              "--cfg job`, which prints every key and its value.")
+    except Exception:  # anything else: let Hydra report it in full
+        return
+    _check_writable(run_dir)
+
+
+def _check_writable(run_dir: Path) -> None:
+    parent = run_dir
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    try:  # the real test: can a folder be made there?
+        import tempfile
+
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".tl-write-check-"))
+    except OSError:
+        _exit(f"Cannot create the output folder '{run_dir}' ('{parent}' is not writable); "
+              "set paths.log_dir to a writable folder.")
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
+
+
+def _exit(message: str) -> None:
+    print(f"Error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 def guarded(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict | None:
     """Run ``task(cfg)``; a failure prints one line and exits non-zero, or, in a multirun,
     is recorded in the job's ``error.json`` so the other jobs of the sweep go on."""

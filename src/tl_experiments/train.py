@@ -84,7 +84,11 @@ def run(cfg: DictConfig) -> dict:
     history = EpochHistory()
     trainer = create_trainer(cfg, out, history)
     trainer.logger.experiment.add_text("model_summary", f"```\n{summary}\n```")
-    trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is None and cfg.get("skip_finished") and (out / "checkpoints/last.ckpt").is_file():
+        print(f"Resuming the unfinished job in {out} from its last.ckpt.", flush=True)
+        ckpt_path = "last"  # a re-run sweep continues a killed job instead of restarting it
+    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(ckpt_path, out))
     train_seconds = time.perf_counter() - start
     best = trainer.checkpoint_callback.best_model_path or None
     fit_history = list(history.rows)  # test() restores callback state from the best epoch
@@ -93,14 +97,30 @@ def run(cfg: DictConfig) -> dict:
     _write_test_files(trainer, module, out)
     if cfg.analysis.enabled:  # forgetting, drift, CKA, shifted test sets (docs/shift.md)
         metrics |= analyze(module, dm, data_cfg, w0, OmegaConf.to_container(cfg.analysis),
-                           OmegaConf.to_container(cfg.model), trainer.logger.experiment,
-                           trainer.global_step)
+                           OmegaConf.to_container(cfg.model), trainer)
     trainer.logger.log_hyperparams(_flat_hparams(cfg),
                                    {f"hp/{k}": metrics[k] for k in _HP_METRICS})
     metrics.update(gpu_slot=gpu_slot, pid=os.getpid(), started_at=started_at,
                    finished_at=time.time())
     write_json_atomic(metrics, out / "metrics.json")
     return metrics
+
+
+def resume_path(ckpt_path: str | None, out: Path) -> str | None:
+    """The checkpoint to resume from (``last`` = this run folder's last.ckpt), checked to be
+    a plain-data file before Lightning unpickles it."""
+    if not ckpt_path:
+        return None
+    path = out / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        raise UserError(f"No checkpoint at '{path}' to resume from; pass the killed run's "
+                        "folder as hydra.run.dir=... with ckpt_path=last, or a .ckpt path.")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"Refused to resume from '{path}': it is not a plain checkpoint "
+                        f"({type(e).__name__}); use a checkpoint written by train.py.") from None
+    return str(path)
 
 
 def _maybe_cache_features(cfg: DictConfig, module: TransferModule, dm, data_cfg: dict) -> bool:
@@ -142,6 +162,7 @@ def _collect(cfg, trainer, module, dm, history: list[dict], train_seconds: float
         "train_val_gap": None if None in (train_acc, val_acc) else round(train_acc - val_acc, 6),
         "test_acc": _num(m.get("test/acc")), "test_f1_macro": _num(m.get("test/f1_macro")),
         "feature_cache": module.features_input,
+        "skipped_images": {k: len(v) for k, v in dm.skipped.items()},
         "history": history,
     }
 

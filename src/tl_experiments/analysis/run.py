@@ -6,8 +6,9 @@ import copy
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 
@@ -47,8 +48,7 @@ def analyze(
     w0: dict[str, torch.Tensor],
     options: AnalysisOptions | Mapping,
     model_cfg: Mapping,
-    writer=None,
-    step: int = 0,
+    trainer: pl.Trainer | None = None,
 ) -> dict:
     """Drift, CKA, ImageNet-head agreement and shifted accuracy of the trained ``module``.
 
@@ -59,15 +59,23 @@ def analyze(
         w0: the backbone's state dict at the start of the run.
         options: an :class:`AnalysisOptions` or the ``analysis`` config as a mapping.
         model_cfg: ``arch``, ``weights`` and ``weights_file`` of the run's model config.
-        writer: a TensorBoard ``SummaryWriter`` (``trainer.logger.experiment``) or None.
-        step: the global step the scalars are logged at.
+        trainer: the run's trainer, or None. Scalars go to its TensorBoard logger at its
+            global step, and its ``limit_val_batches`` / ``limit_test_batches`` cap the
+            images used here too, so a smoke run (``trainer=debug``) stays a smoke run.
 
     Returns:
         The ``metrics.json`` fields ``drift``, ``cka``, ``imagenet_agreement``,
         ``shift_acc`` (None when skipped) and ``analysis_seconds``.
     """
     if isinstance(options, Mapping):
+        unknown = set(options) - set(AnalysisOptions.__dataclass_fields__)
+        if unknown:
+            raise UserError(
+                f"Unknown analysis option(s) {', '.join(sorted(unknown))}; the "
+                f"analysis block takes {', '.join(AnalysisOptions.__dataclass_fields__)}."
+            )
         options = AnalysisOptions(**options)
+    options = _capped(options, trainer, dm.batch_size)
     start = time.perf_counter()
     backbone = module.backbone
     out: dict = {"drift": weight_drift(module.stages, w0), "cka": _cka(backbone, w0, dm, options)}
@@ -79,9 +87,27 @@ def analyze(
             backbone, images, labels, data_cfg["mean"], data_cfg["std"], tuple(SHIFTS)
         )
     out["analysis_seconds"] = round(time.perf_counter() - start, 3)
-    if writer is not None:
-        _log(writer, out, step)
+    if trainer is not None and trainer.logger is not None:
+        _log(trainer.logger.experiment, out, trainer.global_step)
     return out
+
+
+def _capped(
+    options: AnalysisOptions, trainer: pl.Trainer | None, batch_size: int
+) -> AnalysisOptions:
+    """``options`` with image counts cut to what the trainer's integer batch limits allow."""
+    if trainer is None:
+        return options
+    caps = {}
+    for field, limit in (
+        ("max_images", trainer.limit_val_batches),
+        ("shift_max_images", trainer.limit_test_batches),
+        ("photos", trainer.limit_test_batches),
+    ):
+        if isinstance(limit, int):  # a fraction (float) keeps the configured counts
+            wanted = getattr(options, field)
+            caps[field] = limit * batch_size if wanted is None else min(wanted, limit * batch_size)
+    return replace(options, **caps)
 
 
 def _cka(

@@ -71,9 +71,10 @@ class ImageDataModule(pl.LightningDataModule):
 
     def __init__(self, image_set: ImageSet, splits: dict[str, np.ndarray], train_transform: Callable,
                  eval_transform: Callable, augment: bool, img_size: int, batch_size: int = 32,
-                 num_workers: int = 0, seed: int = 0) -> None:
+                 num_workers: int = 0, seed: int = 0, skip_bad_images: bool = False) -> None:
         super().__init__()
-        self.seed = seed
+        self.seed, self.skip_bad_images = seed, skip_bad_images
+        self.skipped: dict[str, list[str]] = {}  # split -> unreadable files left out
         if batch_size <= 0:
             raise UserError(f"data.batch_size={batch_size} must be positive.")
         self.image_set, self.splits = image_set, splits
@@ -91,6 +92,8 @@ class ImageDataModule(pl.LightningDataModule):
         """The dataset of one split, precomputed as tensors when that is possible and cheap."""
         if split not in self.datasets:
             idx = self.splits[split]
+            if self.skip_bad_images:
+                idx = self._readable(split, idx)
             items = [self.image_set.items[i] for i in idx]
             labels = self.image_set.labels[idx]
             ds = ImageDataset(items, labels, self.transforms[split])
@@ -100,6 +103,21 @@ class ImageDataModule(pl.LightningDataModule):
                 ds = TensorDataset(x, torch.as_tensor(labels, dtype=torch.long))
             self.datasets[split] = ds
         return self.datasets[split]
+
+    def _readable(self, split: str, idx: np.ndarray) -> np.ndarray:
+        """Indices whose image decodes; the others are counted in ``skipped`` (opt-in)."""
+        keep, bad = [], []
+        for i in idx:
+            try:
+                to_pil(self.image_set.items[i])
+                keep.append(i)
+            except UserError:
+                bad.append(str(self.image_set.items[i]))
+        self.skipped[split] = bad
+        if not keep:
+            raise UserError(f"No readable image in the {split} split; check the data folder.")
+        self.splits[split] = np.asarray(keep)
+        return self.splits[split]
 
     def use_features(self, split: str, features: torch.Tensor) -> None:
         """Serve precomputed backbone features instead of images for ``split``."""

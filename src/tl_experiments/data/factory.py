@@ -33,6 +33,7 @@ def create_datamodule(
     crop_pct: float = 1.0,
     aug: Mapping | None = None,
     seed: int = 0,
+    skip_bad_images: bool = False,
 ) -> tuple[ImageDataModule, dict]:
     """Split ``image_set`` and build transforms from ``backbone``'s pretrained config.
 
@@ -44,5 +45,5 @@ def create_datamodule(
     train_tf, eval_tf, data_cfg = build_transforms(backbone, img_size, augment, crop_pct,
                                                    **dict(aug or {}))
     dm = ImageDataModule(image_set, splits, train_tf, eval_tf, augment, img_size, batch_size,
-                         num_workers, seed)
+                         num_workers, seed, skip_bad_images)
     return dm, data_cfg

@@ -16,6 +16,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from tl_experiments.errors import UserError
 from tl_experiments.models.stages import get_stages
 from tl_experiments.strategies import L2SP, Strategy, apply_trainable, param_groups
 
@@ -107,6 +108,11 @@ class TransferModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, logits, y = self._step(batch)
+        if not torch.isfinite(loss):  # stop at once: later steps would only spread the NaN
+            lrs = ", ".join(f"{g['name']}={g['lr']:.2g}" for g in self.optimizers().param_groups)
+            raise UserError(f"The loss became {loss.item()} at epoch {self.current_epoch}, "
+                            f"step {self.global_step}; lower the learning rate (strategy.lr, "
+                            f"now per stage {lrs}) or check the data for bad values.")
         self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)

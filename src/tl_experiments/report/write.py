@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from tl_experiments.report.advice import read_advice
 from tl_experiments.report.collect import Run, find_runs, runs_frame
 from tl_experiments.report.markdown import render_report
 from tl_experiments.report.plots import write_plots
@@ -43,7 +44,7 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> Re
     summary = summarize(frame)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = write_plots(frame, summary, out_dir)
-    markdown = render_report(summary, runs, sweep_dir, plots)
+    markdown = render_report(summary, runs, sweep_dir, plots, read_advice(sweep_dir))
     (out_dir / "report.md").write_text(markdown)
     summary.to_csv(out_dir / "report.csv", index=False)
     files = [out_dir / name for name in ("report.md", "report.csv", *plots)]
