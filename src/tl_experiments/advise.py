@@ -59,8 +59,10 @@ _CARRIED_GROUPS = ("data", "model", "trainer")
 
 def _choice(key: str, value: str | None, allowed: Sequence[str]) -> str | None:
     if value is not None and value not in allowed:
-        raise UserError(f"{key}={value} is not one of {', '.join(allowed)}; pick one of them, "
-                        "or leave it out to have it measured.")
+        raise UserError(
+            f"{key}={value} is not one of {', '.join(allowed)}; pick one of them, "
+            "or leave it out to have it measured."
+        )
     return value
 
 
@@ -91,19 +93,31 @@ def _judge_similarity(cfg: DictConfig, dm: ImageDataModule, backbone: torch.nn.M
     if cfg.similarity is not None:
         return _judgement(cfg.similarity, "by hand", f"similarity={cfg.similarity}")
     if cfg.model.weights == "none":
-        raise UserError(f"Measuring similarity needs pretrained weights, but model "
-                        f"{cfg.model.name} has model.weights=none; pick a pretrained model "
-                        "or set similarity=high|medium|low by hand.")
+        raise UserError(
+            f"Measuring similarity needs pretrained weights, but model "
+            f"{cfg.model.name} has model.weights=none; pick a pretrained model "
+            "or set similarity=high|medium|low by hand."
+        )
     dataset, labels = _probe_images(cfg, dm)
     torch.manual_seed(cfg.seed)  # the random-init control's weights
     random_init = create_backbone(cfg.model.arch, len(dm.class_names), "none")
     r = similarity_probe(backbone, random_init, dataset, labels)
-    detail = (f"linear probe on {r.n_images} images: accuracy {r.acc_pretrained:.3f} pretrained, "
-              f"{r.acc_random:.3f} random init; pretraining removes {r.gain:.0%} of the errors "
-              f"(high >= {HIGH_GAIN:.0%}, low < {LOW_GAIN:.0%})")
-    return _judgement(similarity_class(r.gain), "measured", detail, probe_n=r.n_images,
-                      acc_pretrained=r.acc_pretrained, acc_random=r.acc_random,
-                      error_reduction=r.gain)
+    detail = (
+        f"linear probe on {r.n_images} images: accuracy {r.acc_pretrained:.3f} "
+        f"pretrained, {r.acc_random:.3f} random init; pretraining removes {r.gain:.0%} "
+        f"of the held-out cross-entropy (high >= {HIGH_GAIN:.0%}, low < {LOW_GAIN:.0%})"
+    )
+    return _judgement(
+        similarity_class(r.gain),
+        "measured",
+        detail,
+        probe_n=r.n_images,
+        acc_pretrained=r.acc_pretrained,
+        acc_random=r.acc_random,
+        ce_pretrained=r.ce_pretrained,
+        ce_random=r.ce_random,
+        ce_reduction=r.gain,
+    )
 
 
 def _device(accelerator: str) -> str:
@@ -116,17 +130,28 @@ def _judge_budget(cfg: DictConfig, dm: ImageDataModule, backbone: torch.nn.Modul
         return _judgement(cfg.budget, "by hand", f"budget={cfg.budget}")
     train = dm.splits["train"]
     bs = min(cfg.data.batch_size, len(train))
-    images = ImageDataset([dm.image_set.items[i] for i in train[:bs]],
-                          dm.image_set.labels[train[:bs]], dm.transforms["train"])
+    images = ImageDataset(
+        [dm.image_set.items[i] for i in train[:bs]],
+        dm.image_set.labels[train[:bs]],
+        dm.transforms["train"],
+    )
     batch = torch.stack([images[i][0] for i in range(bs)])
     epochs = int(cfg.trainer.max_epochs)
-    cost = estimate_training_seconds(backbone, batch, len(train), len(dm.splits["val"]),
-                                     epochs, _device(cfg.trainer.accelerator))
-    detail = (f"full fine-tuning estimated at {cost.total_seconds:,.0f} s = {epochs} epochs x "
-              f"({cost.steps_per_epoch} steps x {cost.step_seconds:.3f} s + {cost.val_batches} "
-              f"val batches x {cost.eval_seconds:.3f} s) (limited < 1 h <= moderate <= 6 h < high)")
-    return _judgement(budget_class(cost.total_seconds), "measured", detail,
-                      estimated_seconds=cost.total_seconds, step_seconds=cost.step_seconds)
+    cost = estimate_training_seconds(
+        backbone, batch, len(train), len(dm.splits["val"]), epochs, _device(cfg.trainer.accelerator)
+    )
+    detail = (
+        f"full fine-tuning estimated at {cost.total_seconds:,.0f} s = {epochs} epochs x "
+        f"({cost.steps_per_epoch} steps x {cost.step_seconds:.3f} s + {cost.val_batches} "
+        f"val batches x {cost.eval_seconds:.3f} s) (limited < 1 h <= moderate <= 6 h < high)"
+    )
+    return _judgement(
+        budget_class(cost.total_seconds),
+        "measured",
+        detail,
+        estimated_seconds=cost.total_seconds,
+        step_seconds=cost.step_seconds,
+    )
 
 
 def _task_overrides() -> list[str]:
@@ -137,20 +162,25 @@ def _task_overrides() -> list[str]:
 
 def train_command(strategy: str, overrides: Sequence[str]) -> str:
     """The ``train.py`` command for ``strategy``, repeating the data/model/trainer overrides."""
-    carried = [o for o in overrides
-               if re.split(r"[.=@]", o.lstrip("+~"), maxsplit=1)[0] in _CARRIED_GROUPS]
+    carried = [
+        o for o in overrides if re.split(r"[.=@]", o.lstrip("+~"), maxsplit=1)[0] in _CARRIED_GROUPS
+    ]
     return shlex.join(["python", "train.py", f"strategy={strategy}", *carried])
 
 
 def _build(cfg: DictConfig) -> tuple[ImageDataModule, torch.nn.Module]:
     image_set = load_image_set(cfg.data.source, cfg.data.get("source_args"))
-    backbone = create_backbone(cfg.model.arch, len(image_set.class_names), cfg.model.weights,
-                               cfg.model.get("weights_file"), cfg.model.get("drop_rate"))
+    backbone = create_backbone(
+        cfg.model.arch,
+        len(image_set.class_names),
+        cfg.model.weights,
+        cfg.model.get("weights_file"),
+        cfg.model.get("drop_rate"),
+    )
     data_kwargs = OmegaConf.to_container(cfg.data, resolve=True)
     for key in ("name", "source", "source_args", "root"):  # as train.run does
         data_kwargs.pop(key, None)
-    dm, _ = create_datamodule(image_set, backbone, cfg.model.img_size, seed=cfg.seed,
-                              **data_kwargs)
+    dm, _ = create_datamodule(image_set, backbone, cfg.model.img_size, seed=cfg.seed, **data_kwargs)
     return dm, backbone
 
 
@@ -162,8 +192,7 @@ def advise(cfg: DictConfig) -> dict:
         that fired, the strategy with the seed's lr and epochs, and the train command.
     """
     priority = _choice("priority", cfg.priority, PRIORITIES)
-    for key, allowed in (("size", SIZE_CLASSES), ("similarity", SIMILARITIES),
-                         ("budget", BUDGETS)):
+    for key, allowed in (("size", SIZE_CLASSES), ("similarity", SIMILARITIES), ("budget", BUDGETS)):
         _choice(key, cfg[key], allowed)
     pl.seed_everything(cfg.seed, verbose=False)
     dm, backbone = _build(cfg)
@@ -173,11 +202,17 @@ def advise(cfg: DictConfig) -> dict:
     judged["priority"] = _judgement(priority, "given", f"priority={priority}")
     rec = recommend(*(judged[k]["value"] for k in ("size", "similarity", "budget", "priority")))
     advice = {
-        "data": cfg.data.name, "model": cfg.model.name, "arch": cfg.model.arch,
-        "samples_per_class": cfg.data.get("samples_per_class"), "img_size": cfg.model.img_size,
-        "num_classes": len(dm.class_names), "judgements": judged,
+        "data": cfg.data.name,
+        "model": cfg.model.name,
+        "arch": cfg.model.arch,
+        "samples_per_class": cfg.data.get("samples_per_class"),
+        "img_size": cfg.model.img_size,
+        "num_classes": len(dm.class_names),
+        "judgements": judged,
         "rule": {"number": RULES.index(rec.rule) + 1, "description": rec.rule.description},
-        "strategy": rec.strategy, "lr": rec.lr, "epochs": list(rec.epochs),
+        "strategy": rec.strategy,
+        "lr": rec.lr,
+        "epochs": list(rec.epochs),
         "command": train_command(rec.strategy, _task_overrides()),
     }
     print(render_advice(advice), flush=True)

@@ -36,7 +36,10 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
     weights = cfg.model.weights if strategy.pretrained else "none"
     backbone = create_backbone(cfg.model.arch, num_classes, weights, cfg.model.get("weights_file"),
                                cfg.model.get("drop_rate"), cfg.get("zero_head", True))
-    return TransferModule(backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing)
+    module = TransferModule(backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing)
+    speed = cfg.get("speed") or {}
+    module.set_speed_options(bool(speed.get("channels_last")), bool(speed.get("compile")))
+    return module
 
 
 def create_trainer(cfg: DictConfig, out: Path, history: EpochHistory) -> pl.Trainer:

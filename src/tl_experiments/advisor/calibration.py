@@ -40,7 +40,7 @@ def _crops(photos: list[np.ndarray], names: list[str], per_class: int = 100) -> 
         h, w = photo.shape[:2]
         for _ in range(per_class):
             y, x = rng.integers(0, h - CROP), rng.integers(0, w - CROP)
-            items.append(np.ascontiguousarray(photo[y:y + CROP, x:x + CROP]))
+            items.append(np.ascontiguousarray(photo[y : y + CROP, x : x + CROP]))
             labels.append(label)
     return ImageSet(items, np.array(labels), names)
 
@@ -72,9 +72,14 @@ def load_calibration_set(name: str) -> ImageSet:
     return CALIBRATION_SETS[name]()
 
 
-def measure_set(image_set: ImageSet, arch: str = "tf_efficientnet_lite0",
-                weights: str = "packaged", img_size: int = 64, n: int = 200,
-                seed: int = 0) -> ProbeResult:
+def measure_set(
+    image_set: ImageSet,
+    arch: str = "tf_efficientnet_lite0",
+    weights: str = "packaged",
+    img_size: int = 64,
+    n: int = 200,
+    seed: int = 0,
+) -> ProbeResult:
     """The similarity probe on ``n`` images of ``image_set`` (pretrained vs random init).
 
     ``seed`` picks the images and the random-init control's weights.

@@ -61,11 +61,24 @@ class TransferModule(pl.LightningModule):
         })
         self.test_confmat = MulticlassConfusionMatrix(n)
         self.meta: dict = {}  # arch, data config, run config: stored in every checkpoint
+        self.channels_last = False  # see set_speed_options
         # True when batches hold cached pre-logits features (see cached_features.py).
         self.features_input = False
         # A schedule that changes the trainable stages later in the run.
         self.unfreezes_later = bool(strategy.phases or strategy.unfreeze_every_n_epochs
                                     or strategy.unfreeze_milestones)
+
+    def set_speed_options(self, channels_last: bool = False, compile: bool = False) -> None:
+        """Opt-in speed options, each measured in scripts/bench.py before it became a default.
+
+        ``compile`` compiles the backbone in place (``nn.Module.compile``), so parameter
+        names and checkpoints stay the same.
+        """
+        self.channels_last = channels_last
+        if channels_last:
+            self.backbone.to(memory_format=torch.channels_last)
+        if compile:
+            self.backbone.compile()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["tl_experiments"] = {"class_names": self.class_names,
@@ -103,6 +116,8 @@ class TransferModule(pl.LightningModule):
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor]):
         x, y = batch
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         logits = self(x)
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing), logits, y
 

@@ -41,8 +41,7 @@ def _same_setting(summary: pd.DataFrame, advice: dict) -> pd.DataFrame:
 
 
 def _acc(group: pd.Series) -> str:
-    return (f"val {group['best_val_acc_mean'] * 100:.1f}%, "
-            f"test {group['test_acc_mean'] * 100:.1f}%")
+    return f"val {group['best_val_acc_mean'] * 100:.1f}%, test {group['test_acc_mean'] * 100:.1f}%"
 
 
 def render_advice_check(summary: pd.DataFrame, advice: dict) -> str:
@@ -53,20 +52,27 @@ def render_advice_check(summary: pd.DataFrame, advice: dict) -> str:
     groups = _same_setting(summary, advice)
     winner = best_group(groups)
     if winner is None:
-        lines.append("The sweep has no finished run of the data and model the advice was made "
-                     "for, so it cannot be checked.")
+        lines.append(
+            "The sweep has no finished run of the data and model the advice was made "
+            "for, so it cannot be checked."
+        )
         return "\n".join(lines)
-    lines.append(f"Measured winner (highest mean val accuracy): **{winner['strategy']}** "
-                 f"({_acc(winner)}).")
+    lines.append(
+        f"Measured winner (highest mean val accuracy): **{winner['strategy']}** ({_acc(winner)})."
+    )
     picked = groups[groups["strategy"] == pick]
     if picked.empty:
-        lines.append(f"The sweep did not run {pick}, so the pick cannot be checked; "
-                     f"add strategy={pick} to the sweep.")
+        lines.append(
+            f"The sweep did not run {pick}, so the pick cannot be checked; "
+            f"add strategy={pick} to the sweep."
+        )
     elif pick == winner["strategy"]:
         lines.append("The pick is the winner.")
     else:
         p = picked.iloc[0]
         gap = (winner["test_acc_mean"] - p["test_acc_mean"]) * 100
-        lines.append(f"The pick is not the winner: {pick} reached {_acc(p)}, "
-                     f"{gap:.1f} test-accuracy points below {winner['strategy']}.")
+        lines.append(
+            f"The pick is not the winner: {pick} reached {_acc(p)}, "
+            f"{gap:.1f} test-accuracy points below {winner['strategy']}."
+        )
     return "\n".join(lines)

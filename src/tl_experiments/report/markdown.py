@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tl_experiments.report.analysis import render_analysis
 from tl_experiments.report.advice import render_advice_check
+from tl_experiments.report.analysis import render_analysis
 from tl_experiments.report.collect import GROUP_KEYS, Run
 from tl_experiments.report.table import LOW_GAP, MODERATE_GAP, best_group, varying_keys
 
@@ -116,8 +116,9 @@ def render_failed(runs: list[Run], root: Path) -> str:
     return "\n".join(lines)
 
 
-def render_report(summary: pd.DataFrame, runs: list[Run], root: Path, plots: list[str],
-                  advice: dict | None = None) -> str:
+def render_report(
+    summary: pd.DataFrame, runs: list[Run], root: Path, plots: list[str], advice: dict | None = None
+) -> str:
     """The whole report.md: table, how to read it, best run, the advisor's pick checked
     (when the sweep folder holds an ``advice.json``), failed runs, plots."""
     n_ok = sum(r.ok for r in runs)
@@ -133,8 +134,11 @@ def render_report(summary: pd.DataFrame, runs: list[Run], root: Path, plots: lis
         render_analysis(runs),  # empty when no run measured drift or shifts
         "## Best run",
         _render_best(summary),
-        *(["## Advisor: predict, then verify", render_advice_check(summary, advice)]
-          if advice is not None else []),
+        *(
+            ["## Advisor: predict, then verify", render_advice_check(summary, advice)]
+            if advice is not None
+            else []
+        ),
         "## Failed runs",
         render_failed(runs, root),
     ]

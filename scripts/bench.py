@@ -1,0 +1,249 @@
+"""Speed benchmark: every ratio measured side by side in one run, printed as markdown.
+
+    python scripts/bench.py            # the tables in docs/speed.md (about 15 min on 2 cores)
+    python scripts/bench.py --quick    # fewer repeats and epochs, for a smoke test
+
+Sections: (1) the framework's full fine-tuning against a plain PyTorch loop doing the same
+work; (2) feature extraction with cached features against uncached, and the floor (one
+forward pass over the training and validation images); (3) partial against full
+fine-tuning, time per step and peak memory; (4) speed options on and off; (5) a sweep's
+jobs two at a time with one thread each against one at a time with two threads.
+Medians over repeats; everything on the embedded default (lite0, MNIST sample, 50 per
+class) at 64 px, and (1), (4) also at a larger input size (128 px).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+
+from tl_experiments.cli import register_resolvers
+from tl_experiments.data import create_datamodule, load_image_set
+from tl_experiments.models.module import TransferModule
+from tl_experiments.strategies import param_groups
+from tl_experiments.train import _maybe_cache_features, create_module, create_trainer
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+register_resolvers()
+
+
+def make_cfg(*overrides: str):
+    out = tempfile.mkdtemp(prefix="tl-bench-")
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="train", overrides=[f"paths.output_dir={out}",
+                                                       "analysis.enabled=false", *overrides])
+
+
+def build(cfg) -> tuple[TransferModule, object, dict]:
+    torch.manual_seed(cfg.seed)
+    image_set = load_image_set(cfg.data.source)
+    module = create_module(cfg, len(image_set.class_names), image_set.class_names)
+    dm, data_cfg = create_datamodule(image_set, module.backbone, cfg.model.img_size,
+                                     samples_per_class=cfg.data.samples_per_class,
+                                     batch_size=cfg.data.batch_size, seed=cfg.seed)
+    dm.setup("fit")
+    return module, dm, data_cfg
+
+
+def framework_fit(cfg) -> float:
+    """Seconds of the framework's real ``trainer.fit`` (checkpoints, TensorBoard, val)."""
+    from tl_experiments.callbacks import EpochHistory
+
+    module, dm, data_cfg = build(cfg)
+    start = time.perf_counter()
+    _maybe_cache_features(cfg, module, dm, data_cfg)
+    trainer = create_trainer(cfg, Path(cfg.paths.output_dir), EpochHistory())
+    trainer.fit(module, datamodule=dm)
+    return time.perf_counter() - start
+
+
+def plain_fit(cfg) -> float:
+    """The same work by hand: same model, data, batch size, AdamW groups, cosine, val."""
+    module, dm, _ = build(cfg)
+    model = module.backbone
+    opt = torch.optim.AdamW(param_groups(module.stages, module.strategy))
+    train, val = dm.train_dataloader(), dm.val_dataloader()
+    epochs = cfg.trainer.max_epochs
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(train))
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        train.sampler.set_epoch(epoch)
+        model.train()
+        for x, y in train:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        model.eval()
+        with torch.no_grad():
+            correct = sum((model(x).argmax(-1) == y).sum().item() for x, y in val)
+        assert correct >= 0
+    return time.perf_counter() - start
+
+
+def floor_seconds(cfg) -> float:
+    """One forward pass over the training and validation images (eval, no grad)."""
+    module, dm, _ = build(cfg)
+    model = module.backbone.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for split in ("train", "val"):
+            for x, _ in torch.utils.data.DataLoader(dm.split_dataset(split), batch_size=128):
+                model.forward_features(x)
+    return time.perf_counter() - start
+
+
+def median(fn, cfg, repeats: int) -> float:
+    return statistics.median(fn(cfg) for _ in range(repeats))
+
+
+def section_framework(args) -> list[str]:
+    rows = ["| input | framework img/s | plain loop img/s | ratio (time) |", "|---|---|---|---|"]
+    for size in (64, 128):
+        cfg = make_cfg("strategy=full_ft", f"model.img_size={size}",
+                       f"trainer.max_epochs={args.epochs}", "+trainer.enable_progress_bar=false")
+        n = args.epochs * 500
+        times_fw, times_plain = [], []
+        for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
+            times_fw.append(framework_fit(cfg))
+            times_plain.append(plain_fit(cfg))
+        fw, plain = statistics.median(times_fw), statistics.median(times_plain)
+        rows.append(f"| {size} px | {n / fw:.1f} | {n / plain:.1f} | {fw / plain:.3f} |")
+    return rows
+
+
+def section_cache(args) -> list[str]:
+    rows = ["| epochs | cached (s) | uncached (s) | uncached / cached | floor (s) | "
+            "cached / floor |", "|---|---|---|---|---|---|"]
+    floor = median(floor_seconds, make_cfg(), args.repeats)
+    for epochs in args.cache_epochs:
+        times = {}
+        for enabled in ("true", "false"):
+            cfg = make_cfg("strategy=feature_extraction", f"trainer.max_epochs={epochs}",
+                           f"feature_cache.enabled={enabled}", "+trainer.enable_progress_bar=false")
+            from tl_experiments.data.feature_cache import FeatureCache
+
+            FeatureCache.clear_memory()  # every cached run pays for its own features
+            times[enabled] = median(framework_fit, cfg, args.repeats)
+        c, u = times["true"], times["false"]
+        rows.append(f"| {epochs} | {c:.1f} | {u:.1f} | {u / c:.1f}x | {floor:.1f} | "
+                    f"{c / floor:.2f} |")
+    return rows
+
+
+def step_stats(overrides: list[str], steps: int, precision: str | None) -> dict:
+    """Median seconds per training step and peak RSS, in this (fresh) process."""
+    cfg = make_cfg(*overrides)
+    module, dm, _ = build(cfg)
+    module.train()
+    opt = torch.optim.AdamW(param_groups(module.stages, module.strategy))
+    x, y = next(iter(dm.train_dataloader()))
+    times = []
+    for i in range(steps + 3):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss, _, _ = module._step((x, y))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 3:  # warm-up (and compilation) excluded
+            times.append(time.perf_counter() - start)
+    return {"step_s": statistics.median(times),
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_step(overrides: list[str], steps: int, precision: str | None = None) -> dict:
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            "from bench import step_stats; "
+            f"print(json.dumps(step_stats({overrides!r}, {steps}, {precision!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def section_partial(args) -> list[str]:
+    rows = ["| strategy | s/step | peak RSS (MB) |", "|---|---|---|"]
+    for strategy in ("full_ft", "partial_ft", "feature_extraction"):
+        r = [run_step([f"strategy={strategy}"], args.steps) for _ in range(args.repeats)]
+        rows.append(f"| {strategy} | {statistics.median(x['step_s'] for x in r):.3f} | "
+                    f"{statistics.median(x['peak_mb'] for x in r):.0f} |")
+    return rows
+
+
+def section_options(args) -> list[str]:
+    rows = ["| input | option | s/step off | s/step on | on / off |", "|---|---|---|---|---|"]
+    options = {"channels_last": (["speed.channels_last=true"], None),
+               "bf16 autocast": ([], "bf16"),
+               "torch.compile": (["speed.compile=true"], None)}
+    for size in (64, 128):
+        base = ["strategy=full_ft", f"model.img_size={size}"]
+        off = statistics.median(run_step(base, args.steps)["step_s"]
+                                for _ in range(args.repeats))
+        for name, (extra, precision) in options.items():
+            on = statistics.median(run_step(base + extra, args.steps, precision)["step_s"]
+                                   for _ in range(args.repeats))
+            rows.append(f"| {size} px | {name} | {off:.3f} | {on:.3f} | {on / off:.2f} |")
+    return rows
+
+
+def section_parallel(args) -> list[str]:
+    """Two jobs side by side (1 thread each) against one job with 2 threads."""
+    code = ("import torch, time, sys; torch.set_num_threads(int(sys.argv[1])); "
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r}); from bench import step_stats; "
+            f"print(step_stats(['strategy=full_ft'], {args.steps}, None)['step_s'])")
+    one = statistics.median(
+        float(subprocess.run([sys.executable, "-c", code, "2"], capture_output=True, text=True,
+                             check=True).stdout.split()[-1]) for _ in range(args.repeats))
+    pair = []
+    for _ in range(args.repeats):
+        procs = [subprocess.Popen([sys.executable, "-c", code, "1"], stdout=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+        pair.append(statistics.mean(float(p.communicate()[0].split()[-1]) for p in procs))
+    two = statistics.median(pair)
+    return ["| layout | s/step per job | steps/s, machine |", "|---|---|---|",
+            f"| 1 job x 2 threads | {one:.3f} | {1 / one:.2f} |",
+            f"| 2 jobs x 1 thread | {two:.3f} | {2 / two:.2f} |",
+            f"| throughput ratio | | {(2 / two) / (1 / one):.2f}x |"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and epochs")
+    args = parser.parse_args()
+    args.repeats = 1 if args.quick else 3
+    args.epochs = 1 if args.quick else 3
+    args.steps = 5 if args.quick else 15
+    args.cache_epochs = (2,) if args.quick else (10, 30)
+    torch.manual_seed(0)
+    print(f"# Benchmark\n\nMachine: {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+          f"Python {platform.python_version()}. Medians of {args.repeats} repeats.\n")
+    sections = [("Full fine-tuning: framework vs plain PyTorch loop "
+                 f"({args.epochs} epochs of 500 images + validation)", section_framework),
+                ("Feature extraction: cached vs uncached features, whole run", section_cache),
+                ("Partial vs full fine-tuning: one training step (batch 32, 64 px)",
+                 section_partial),
+                ("Speed options, full fine-tuning step (batch 32)", section_options),
+                ("A sweep's jobs on 2 cores: parallel vs sequential", section_parallel)]
+    for title, fn in sections:
+        start = time.perf_counter()
+        rows = fn(args)
+        print(f"## {title}\n\n" + "\n".join(rows) + f"\n\n({time.perf_counter() - start:.0f} s)\n",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
