@@ -121,3 +121,20 @@ def test_optuna_search_survives_failed_trials(tmp_path: Path) -> None:
         bad = "from:9" in (job / ".hydra" / "overrides.yaml").read_text()
         assert (job / "error.json").is_file() == bad
         assert (job / "metrics.json").is_file() == (not bad)
+
+
+@pytest.mark.slow
+def test_ddp_inside_a_multirun_does_not_rerun_the_sweep(tmp_path: Path) -> None:
+    """2-process DDP (gloo on CPU) in each job of a 2-job sweep: exactly 2 runs, each once."""
+    sweep = tmp_path / "sweep"
+    proc = run_train(["-m", "model=test_resnet", "data.samples_per_class=3", "trainer=ddp",
+                      "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
+                      "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
+                      "+trainer.limit_test_batches=1", "seed=0,1", "analysis.enabled=false",
+                      f"hydra.sweep.dir={sweep}"],
+                     cwd=tmp_path, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = _metrics(sweep)
+    assert sorted(m["seed"] for m in runs) == [0, 1]
+    jobs = [p for p in sweep.iterdir() if p.is_dir()]
+    assert len(jobs) == 2  # no extra folders from children starting the sweep again

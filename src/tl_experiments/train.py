@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -85,8 +86,30 @@ def run(cfg: DictConfig) -> dict:
     (out / "summary.txt").write_text(summary + "\n")
 
     history = EpochHistory()
+    _ddp_children_run_this_job_only(out)
     trainer = create_trainer(cfg, out, history)
     trainer.logger.experiment.add_text("model_summary", f"```\n{summary}\n```")
+    try:
+        return _fit_test_write(cfg, out, trainer, module, dm, data_cfg, history, w0, start,
+                               gpu_slot, started_at)
+    finally:
+        _end_distributed()
+
+
+def _end_distributed() -> None:
+    """Leave no DDP state behind for the next job of a multirun in this process: Lightning
+    reads LOCAL_RANK etc. to decide whether it must start child processes."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+
+
+def _fit_test_write(cfg, out, trainer, module, dm, data_cfg, history, w0, start, gpu_slot,
+                    started_at) -> dict:
+    """Fit (or resume), test the best checkpoint, analyse, write the run folder."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is None and cfg.get("skip_finished") and (out / "checkpoints/last.ckpt").is_file():
         print(f"Resuming the unfinished job in {out} from its last.ckpt.", flush=True)
@@ -97,7 +120,10 @@ def run(cfg: DictConfig) -> dict:
     fit_history = list(history.rows)  # test() restores callback state from the best epoch
     trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
     metrics = _collect(cfg, trainer, module, dm, fit_history, train_seconds)
-    _write_test_files(trainer, module, out)
+    results = module.test_results()  # on every rank: torchmetrics syncs across DDP ranks
+    if not trainer.is_global_zero:  # DDP: rank 0 alone writes the run folder
+        return metrics
+    write_test_files(results, module.class_names, out, trainer.logger.experiment)
     if cfg.analysis.enabled:  # forgetting, drift, CKA, shifted test sets (docs/shift.md)
         metrics |= analyze(module, dm, data_cfg, w0, OmegaConf.to_container(cfg.analysis),
                            OmegaConf.to_container(cfg.model), trainer)
@@ -107,6 +133,25 @@ def run(cfg: DictConfig) -> dict:
                    finished_at=time.time())
     write_json_atomic(metrics, out / "metrics.json")
     return metrics
+
+
+def _ddp_children_run_this_job_only(out: Path) -> None:
+    """Make Lightning's DDP child processes re-run this job, not the whole sweep.
+
+    Lightning starts DDP children as ``sys.argv`` plus ``hydra.run.dir=<run.dir>``; inside a
+    multirun that would be ``-m`` with every sweep value, so each child would start the sweep
+    again (lightning-hydra-template issue 393). This job's own overrides and folder are used.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import read_write
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    hydra_cfg = HydraConfig.get()
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    with read_write(hydra_cfg.run):
+        hydra_cfg.run.dir = str(out)
 
 
 def resume_path(ckpt_path: str | None, out: Path) -> str | None:
@@ -172,10 +217,6 @@ def _collect(cfg, trainer, module, dm, history: list[dict], train_seconds: float
 
 def _num(x) -> float | None:
     return None if x is None else round(float(x), 6)
-
-
-def _write_test_files(trainer: pl.Trainer, module: TransferModule, out: Path) -> None:
-    write_test_files(module.test_results(), module.class_names, out, trainer.logger.experiment)
 
 
 def _flat_hparams(cfg: DictConfig) -> dict:
