@@ -219,6 +219,32 @@ def section_parallel(args) -> list[str]:
             f"| throughput ratio | | {(2 / two) / (1 / one):.2f}x |"]
 
 
+def section_end_to_end(args) -> list[str]:
+    """The README's four-strategy comparison, end to end, before and after this work."""
+    root = Path(__file__).resolve().parents[1]
+    common = ["-m", "strategy=scratch,feature_extraction,partial_ft,full_ft", "seed=0",
+              f"trainer.max_epochs={args.e2e_epochs}", "analysis.enabled=false"]
+    setups = {"before: one job at a time, no feature cache":
+              ["hydra/launcher=basic", "feature_cache.enabled=false"],
+              "after: two 1-thread jobs, feature cache": ["hydra/launcher=parallel"]}
+    rows = ["| setup | seconds | test acc (scratch, fe, partial, full) |", "|---|---|---|"]
+    seconds = {}
+    for name, extra in setups.items():
+        sweep = Path(tempfile.mkdtemp(prefix="tl-bench-e2e-"))
+        start = time.perf_counter()
+        subprocess.run([sys.executable, str(root / "train.py"), *common, *extra,
+                        f"hydra.sweep.dir={sweep}"], check=True, capture_output=True, cwd=root)
+        seconds[name] = time.perf_counter() - start
+        accs = {json.loads(p.read_text())["strategy"]: json.loads(p.read_text())["test_acc"]
+                for p in sweep.rglob("metrics.json")}
+        order = ("scratch", "feature_extraction", "partial_ft", "full_ft")
+        accs_text = ", ".join(f"{accs[k]:.3f}" if k in accs else "-" for k in order)
+        rows.append(f"| {name} | {seconds[name]:.0f} | {accs_text} |")
+    before, after = seconds.values()
+    rows.append(f"| speed-up | {before / after:.2f}x | |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and epochs")
@@ -227,6 +253,7 @@ def main() -> None:
     args.epochs = 1 if args.quick else 3
     args.steps = 5 if args.quick else 15
     args.cache_epochs = (2,) if args.quick else (10, 30)
+    args.e2e_epochs = 1 if args.quick else 4
     torch.manual_seed(0)
     print(f"# Benchmark\n\nMachine: {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
@@ -237,7 +264,9 @@ def main() -> None:
                 ("Partial vs full fine-tuning: one training step (batch 32, 64 px)",
                  section_partial),
                 ("Speed options, full fine-tuning step (batch 32)", section_options),
-                ("A sweep's jobs on 2 cores: parallel vs sequential", section_parallel)]
+                ("A sweep's jobs on 2 cores: parallel vs sequential", section_parallel),
+                ("The four-strategy comparison, end to end "
+                 f"({args.e2e_epochs} epochs each, seed 0)", section_end_to_end)]
     for title, fn in sections:
         start = time.perf_counter()
         rows = fn(args)
