@@ -3,10 +3,12 @@
 A whole folder of labelled images: ``python eval.py ckpt=... data=image_folder data.root=DIR``.
 """
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from tl_experiments.cli import guarded, register_resolvers
+from tl_experiments.cli import guarded, preflight, register_resolvers
 from tl_experiments.evaluate import evaluate
 
 register_resolvers()
@@ -19,4 +21,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    preflight(sys.argv[1:], "eval")
     main()

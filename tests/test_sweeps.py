@@ -138,3 +138,13 @@ def test_ddp_inside_a_multirun_does_not_rerun_the_sweep(tmp_path: Path) -> None:
     assert sorted(m["seed"] for m in runs) == [0, 1]
     jobs = [p for p in sweep.iterdir() if p.is_dir()]
     assert len(jobs) == 2  # no extra folders from children starting the sweep again
+
+
+def test_a_worker_process_reuses_its_slot_for_its_next_job(tmp_path: Path) -> None:
+    from tl_experiments.gpu_slots import claim_gpu, release_all
+
+    try:  # joblib runs many jobs in one worker: job 2 must not wait for job 1's lock
+        assert claim_gpu(1, tmp_path, timeout_s=2) == 0
+        assert claim_gpu(1, tmp_path, timeout_s=2) == 0
+    finally:
+        release_all()

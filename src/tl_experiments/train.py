@@ -236,9 +236,12 @@ def set_threads(n: int | None) -> None:
 def _maybe_claim_gpu(cfg: DictConfig) -> int | None:
     """With ``gpu_per_job`` (auto: parallel jobs on a multi-GPU machine), pin one GPU."""
     mode = cfg.get("gpu_per_job", "auto")
-    count = cfg.get("gpu_count") or (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    # device_count() asks NVML and does not start CUDA (is_available() would, and then
+    # CUDA_VISIBLE_DEVICES set below would be ignored).
+    count = cfg.get("gpu_count") or torch.cuda.device_count()
     if mode == "auto":
-        mode = _parallel_share() is not None and count > 1
+        on_gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto")
+        mode = on_gpu and _parallel_share() is not None and count > 1
     if not mode:
         return None
     if count < 1:

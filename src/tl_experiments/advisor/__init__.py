@@ -1,7 +1,8 @@
 """Strategy advisor: the seed's decision rules as data, and the tree figure drawn from them.
 
-Measuring dataset size, domain similarity and budget, and the ``python -m
-tl_experiments.advise`` CLI, will build on these names.
+Measuring dataset size, domain similarity and budget lives in ``advisor.measure``
+(imported on demand: it needs torch); the ``python -m tl_experiments.advise`` command
+ties them together (docs/advisor.md).
 """
 
 from tl_experiments.advisor.rules import (

@@ -176,8 +176,6 @@ class TransferModule(pl.LightningModule):
             sched = torch.optim.lr_scheduler.OneCycleLR(
                 optimizer, max_lr=[g["lr"] for g in groups], total_steps=total)
         else:
-            from tl_experiments.errors import UserError
-
             raise UserError(f"Unknown scheduler '{self.scheduler_name}'; use one of "
                             f"{', '.join(SCHEDULERS)}.")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -8,7 +8,7 @@ YAML file in ``conf/strategy/``, not new code.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from tl_experiments.errors import UserError
 from tl_experiments.models.stages import Stage, select_stages
@@ -62,7 +62,6 @@ class Strategy:
     unfreeze_warmup_epochs: int = 0
     l2sp_alpha: float = 0.0
     l2sp_beta: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("lr", "backbone_lr_scale", "lr_decay"):
