@@ -75,7 +75,8 @@ def build(compare: Path, efficiency: Path | None, out: Path) -> str:
         "## 5. Performance comparison\n",
         "`python train.py -m experiment=compare_strategies` then "
         f"`python -m tl_experiments.compare {compare}` (mean ± 95% interval over seeds):\n",
-        report.markdown.split("\n", 1)[1].strip() + "\n",
+        # The table and the analysis tables; plots follow below, paths are the sweep's own.
+        report.markdown.split("\n", 1)[1].split("## Best run")[0].strip() + "\n",
         "## 6. Parameter efficiency and performance against training time\n",
     ]
     for key in ("trainable_params", "accuracy_vs_time", "learning_curves"):
