@@ -42,17 +42,24 @@ register_resolvers()
 def make_cfg(*overrides: str):
     out = tempfile.mkdtemp(prefix="tl-bench-")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=[f"paths.output_dir={out}",
-                                                       "analysis.enabled=false", *overrides])
+        return compose(
+            config_name="train",
+            overrides=[f"paths.output_dir={out}", "analysis.enabled=false", *overrides],
+        )
 
 
 def build(cfg) -> tuple[TransferModule, object, dict]:
     torch.manual_seed(cfg.seed)
     image_set = load_image_set(cfg.data.source)
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
-    dm, data_cfg = create_datamodule(image_set, module.backbone, cfg.model.img_size,
-                                     samples_per_class=cfg.data.samples_per_class,
-                                     batch_size=cfg.data.batch_size, seed=cfg.seed)
+    dm, data_cfg = create_datamodule(
+        image_set,
+        module.backbone,
+        cfg.model.img_size,
+        samples_per_class=cfg.data.samples_per_class,
+        batch_size=cfg.data.batch_size,
+        seed=cfg.seed,
+    )
     dm.setup("fit")
     return module, dm, data_cfg
 
@@ -113,8 +120,12 @@ def median(fn, cfg, repeats: int) -> float:
 def section_framework(args) -> list[str]:
     rows = ["| input | framework img/s | plain loop img/s | ratio (time) |", "|---|---|---|---|"]
     for size, epochs in ((64, args.epochs), (128, 1)):
-        cfg = make_cfg("strategy=full_ft", f"model.img_size={size}",
-                       f"trainer.max_epochs={epochs}", "+trainer.enable_progress_bar=false")
+        cfg = make_cfg(
+            "strategy=full_ft",
+            f"model.img_size={size}",
+            f"trainer.max_epochs={epochs}",
+            "+trainer.enable_progress_bar=false",
+        )
         n = epochs * 500
         times_fw, times_plain = [], []
         for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
@@ -126,21 +137,28 @@ def section_framework(args) -> list[str]:
 
 
 def section_cache(args) -> list[str]:
-    rows = ["| epochs | cached (s) | uncached (s) | uncached / cached | floor (s) | "
-            "cached / floor |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| epochs | cached (s) | uncached (s) | uncached / cached | floor (s) | cached / floor |",
+        "|---|---|---|---|---|---|",
+    ]
     floor = median(floor_seconds, make_cfg(), args.repeats)
     for epochs in args.cache_epochs:
         times = {}
         for enabled in ("true", "false"):
-            cfg = make_cfg("strategy=feature_extraction", f"trainer.max_epochs={epochs}",
-                           f"feature_cache.enabled={enabled}", "+trainer.enable_progress_bar=false")
+            cfg = make_cfg(
+                "strategy=feature_extraction",
+                f"trainer.max_epochs={epochs}",
+                f"feature_cache.enabled={enabled}",
+                "+trainer.enable_progress_bar=false",
+            )
             from tl_experiments.data.feature_cache import FeatureCache
 
             FeatureCache.clear_memory()  # every cached run pays for its own features
             times[enabled] = median(framework_fit, cfg, args.repeats)
         c, u = times["true"], times["false"]
-        rows.append(f"| {epochs} | {c:.1f} | {u:.1f} | {u / c:.1f}x | {floor:.1f} | "
-                    f"{c / floor:.2f} |")
+        rows.append(
+            f"| {epochs} | {c:.1f} | {u:.1f} | {u / c:.1f}x | {floor:.1f} | {c / floor:.2f} |"
+        )
     return rows
 
 
@@ -161,16 +179,21 @@ def step_stats(overrides: list[str], steps: int, precision: str | None) -> dict:
         opt.step()
         if i >= 3:  # warm-up (and compilation) excluded
             times.append(time.perf_counter() - start)
-    return {"step_s": statistics.median(times),
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "step_s": statistics.median(times),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def run_step(overrides: list[str], steps: int, precision: str | None = None) -> dict:
-    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-            "from bench import step_stats; "
-            f"print(json.dumps(step_stats({overrides!r}, {steps}, {precision!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        "from bench import step_stats; "
+        f"print(json.dumps(step_stats({overrides!r}, {steps}, {precision!r})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -178,67 +201,98 @@ def section_partial(args) -> list[str]:
     rows = ["| strategy | s/step | peak RSS (MB) |", "|---|---|---|"]
     for strategy in ("full_ft", "partial_ft", "feature_extraction"):
         r = [run_step([f"strategy={strategy}"], args.steps) for _ in range(args.repeats)]
-        rows.append(f"| {strategy} | {statistics.median(x['step_s'] for x in r):.3f} | "
-                    f"{statistics.median(x['peak_mb'] for x in r):.0f} |")
+        rows.append(
+            f"| {strategy} | {statistics.median(x['step_s'] for x in r):.3f} | "
+            f"{statistics.median(x['peak_mb'] for x in r):.0f} |"
+        )
     return rows
 
 
 def section_options(args) -> list[str]:
     rows = ["| input | option | s/step off | s/step on | on / off |", "|---|---|---|---|---|"]
-    options = {"channels_last": (["speed.channels_last=true"], None),
-               "bf16 autocast": ([], "bf16"),
-               "torch.compile": (["speed.compile=true"], None)}
+    options = {
+        "channels_last": (["speed.channels_last=true"], None),
+        "bf16 autocast": ([], "bf16"),
+        "torch.compile": (["speed.compile=true"], None),
+    }
     for size in (64, 128):
         base = ["strategy=full_ft", f"model.img_size={size}"]
-        off = statistics.median(run_step(base, args.steps)["step_s"]
-                                for _ in range(args.repeats))
+        off = statistics.median(run_step(base, args.steps)["step_s"] for _ in range(args.repeats))
         for name, (extra, precision) in options.items():
             if name == "torch.compile" and size != 64:
                 continue  # compiling costs minutes per process on 2 cores: measured once
-            on = statistics.median(run_step(base + extra, args.steps, precision)["step_s"]
-                                   for _ in range(args.repeats))
+            on = statistics.median(
+                run_step(base + extra, args.steps, precision)["step_s"] for _ in range(args.repeats)
+            )
             rows.append(f"| {size} px | {name} | {off:.3f} | {on:.3f} | {on / off:.2f} |")
     return rows
 
 
 def section_parallel(args) -> list[str]:
     """Two jobs side by side (1 thread each) against one job with 2 threads."""
-    code = ("import torch, time, sys; torch.set_num_threads(int(sys.argv[1])); "
-            f"sys.path.insert(0, {str(Path(__file__).parent)!r}); from bench import step_stats; "
-            f"print(step_stats(['strategy=full_ft'], {args.steps}, None)['step_s'])")
+    code = (
+        "import torch, time, sys; torch.set_num_threads(int(sys.argv[1])); "
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r}); from bench import step_stats; "
+        f"print(step_stats(['strategy=full_ft'], {args.steps}, None)['step_s'])"
+    )
     one = statistics.median(
-        float(subprocess.run([sys.executable, "-c", code, "2"], capture_output=True, text=True,
-                             check=True).stdout.split()[-1]) for _ in range(args.repeats))
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code, "2"], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+        for _ in range(args.repeats)
+    )
     pair = []
     for _ in range(args.repeats):
-        procs = [subprocess.Popen([sys.executable, "-c", code, "1"], stdout=subprocess.PIPE,
-                                  text=True) for _ in range(2)]
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code, "1"], stdout=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
         pair.append(statistics.mean(float(p.communicate()[0].split()[-1]) for p in procs))
     two = statistics.median(pair)
-    return ["| layout | s/step per job | steps/s, machine |", "|---|---|---|",
-            f"| 1 job x 2 threads | {one:.3f} | {1 / one:.2f} |",
-            f"| 2 jobs x 1 thread | {two:.3f} | {2 / two:.2f} |",
-            f"| throughput ratio | | {(2 / two) / (1 / one):.2f}x |"]
+    return [
+        "| layout | s/step per job | steps/s, machine |",
+        "|---|---|---|",
+        f"| 1 job x 2 threads | {one:.3f} | {1 / one:.2f} |",
+        f"| 2 jobs x 1 thread | {two:.3f} | {2 / two:.2f} |",
+        f"| throughput ratio | | {(2 / two) / (1 / one):.2f}x |",
+    ]
 
 
 def section_end_to_end(args) -> list[str]:
     """The README's four-strategy comparison, end to end, before and after this work."""
     root = Path(__file__).resolve().parents[1]
-    common = ["-m", "strategy=scratch,feature_extraction,partial_ft,full_ft", "seed=0",
-              f"trainer.max_epochs={args.e2e_epochs}", "analysis.enabled=false"]
-    setups = {"before: one job at a time, no feature cache":
-              ["hydra/launcher=basic", "feature_cache.enabled=false"],
-              "after: two 1-thread jobs, feature cache": ["hydra/launcher=parallel"]}
+    common = [
+        "-m",
+        "strategy=scratch,feature_extraction,partial_ft,full_ft",
+        "seed=0",
+        f"trainer.max_epochs={args.e2e_epochs}",
+        "analysis.enabled=false",
+    ]
+    setups = {
+        "before: one job at a time, no feature cache": [
+            "hydra/launcher=basic",
+            "feature_cache.enabled=false",
+        ],
+        "after: two 1-thread jobs, feature cache": ["hydra/launcher=parallel"],
+    }
     rows = ["| setup | seconds | test acc (scratch, fe, partial, full) |", "|---|---|---|"]
     seconds = {}
     for name, extra in setups.items():
         sweep = Path(tempfile.mkdtemp(prefix="tl-bench-e2e-"))
         start = time.perf_counter()
-        subprocess.run([sys.executable, str(root / "train.py"), *common, *extra,
-                        f"hydra.sweep.dir={sweep}"], check=True, capture_output=True, cwd=root)
+        subprocess.run(
+            [sys.executable, str(root / "train.py"), *common, *extra, f"hydra.sweep.dir={sweep}"],
+            check=True,
+            capture_output=True,
+            cwd=root,
+        )
         seconds[name] = time.perf_counter() - start
-        accs = {json.loads(p.read_text())["strategy"]: json.loads(p.read_text())["test_acc"]
-                for p in sweep.rglob("metrics.json")}
+        accs = {
+            json.loads(p.read_text())["strategy"]: json.loads(p.read_text())["test_acc"]
+            for p in sweep.rglob("metrics.json")
+        }
         order = ("scratch", "feature_extraction", "partial_ft", "full_ft")
         accs_text = ", ".join(f"{accs[k]:.3f}" if k in accs else "-" for k in order)
         rows.append(f"| {name} | {seconds[name]:.0f} | {accs_text} |")
@@ -257,24 +311,33 @@ def main() -> None:
     args.cache_epochs = (2,) if args.quick else (10, 30)
     args.e2e_epochs = 1 if args.quick else 4
     torch.manual_seed(0)
-    print(f"# Benchmark\n\nMachine: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-          f"Python {platform.python_version()}. Medians of {args.repeats} repeats.\n")
-    sections = [("Full fine-tuning: framework vs plain PyTorch loop "
-                 f"({args.epochs} epochs at 64 px, 1 at 128 px, of 500 images + validation)",
-                 section_framework),
-                ("Feature extraction: cached vs uncached features, whole run", section_cache),
-                ("Partial vs full fine-tuning: one training step (batch 32, 64 px)",
-                 section_partial),
-                ("Speed options, full fine-tuning step (batch 32)", section_options),
-                ("A sweep's jobs on 2 cores: parallel vs sequential", section_parallel),
-                ("The four-strategy comparison, end to end "
-                 f"({args.e2e_epochs} epochs each, seed 0)", section_end_to_end)]
+    print(
+        f"# Benchmark\n\nMachine: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"Python {platform.python_version()}. Medians of {args.repeats} repeats.\n"
+    )
+    sections = [
+        (
+            "Full fine-tuning: framework vs plain PyTorch loop "
+            f"({args.epochs} epochs at 64 px, 1 at 128 px, of 500 images + validation)",
+            section_framework,
+        ),
+        ("Feature extraction: cached vs uncached features, whole run", section_cache),
+        ("Partial vs full fine-tuning: one training step (batch 32, 64 px)", section_partial),
+        ("Speed options, full fine-tuning step (batch 32)", section_options),
+        ("A sweep's jobs on 2 cores: parallel vs sequential", section_parallel),
+        (
+            f"The four-strategy comparison, end to end ({args.e2e_epochs} epochs each, seed 0)",
+            section_end_to_end,
+        ),
+    ]
     for title, fn in sections:
         start = time.perf_counter()
         rows = fn(args)
-        print(f"## {title}\n\n" + "\n".join(rows) + f"\n\n({time.perf_counter() - start:.0f} s)\n",
-              flush=True)
+        print(
+            f"## {title}\n\n" + "\n".join(rows) + f"\n\n({time.perf_counter() - start:.0f} s)\n",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -44,12 +44,16 @@ def _copy(report_files: list[Path], img: Path, prefix: str) -> dict[str, str]:
 
 
 def _scenarios() -> str:
-    rows = ["| scenario | samples | similarity | budget | priority | pick | lr | epochs |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| scenario | samples | similarity | budget | priority | pick | lr | epochs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, n, sim, budget, prio in SCENARIOS:
         r = recommend(size_class(n), sim, budget, prio)
-        rows.append(f"| {name} | {n:,} | {sim} | {budget} | {prio} | {r.strategy} | "
-                    f"{r.lr:g} | {r.epochs[0]}-{r.epochs[1]} |")
+        rows.append(
+            f"| {name} | {n:,} | {sim} | {budget} | {prio} | {r.strategy} | "
+            f"{r.lr:g} | {r.epochs[0]}-{r.epochs[1]} |"
+        )
     return "\n".join(rows)
 
 
@@ -85,8 +89,10 @@ def build(compare: Path, efficiency: Path | None, out: Path) -> str:
     if efficiency is not None and efficiency.is_dir():
         eff = write_report(efficiency)
         eff_pics = _copy(eff.files, out / "img", "efficiency")
-        parts += ["## Dataset size, measured\n",
-                  "`python train.py -m experiment=data_efficiency`:\n"]
+        parts += [
+            "## Dataset size, measured\n",
+            "`python train.py -m experiment=data_efficiency`:\n",
+        ]
         if "data_efficiency" in eff_pics:
             parts.append(f"![data efficiency]({eff_pics['data_efficiency']})\n")
     tree = draw_decision_tree(out / "img" / "decision_tree.png")
@@ -107,8 +113,9 @@ def build(compare: Path, efficiency: Path | None, out: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--compare", type=Path, default=Path("logs/multirun/compare_strategies"))
-    parser.add_argument("--data-efficiency", type=Path,
-                        default=Path("logs/multirun/data_efficiency"))
+    parser.add_argument(
+        "--data-efficiency", type=Path, default=Path("logs/multirun/data_efficiency")
+    )
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args()
     text = build(args.compare, args.data_efficiency, args.out)

@@ -48,5 +48,11 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 def run_train(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the root ``train.py`` in a subprocess, as a user would."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -17,8 +17,7 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize(("group", "option"),
-                         [(g, o) for g in GROUPS for o in _options(g)])
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_config_file_composes(group: str, option: str) -> None:
     overrides = [f"{group}={option}", "paths.output_dir=/tmp/x"]
     if option == "image_folder":
@@ -38,8 +37,15 @@ def test_every_group_has_files() -> None:
     for group in GROUPS:
         assert _options(group), group
     assert {"scratch", "feature_extraction", "partial_ft", "full_ft"} <= set(_options("strategy"))
-    assert {"resnet50", "vgg16", "mobilenetv2_100", "efficientnet_b0", "inception_v3",
-            "efficientnet_lite0", "test_resnet"} <= set(_options("model"))
+    assert {
+        "resnet50",
+        "vgg16",
+        "mobilenetv2_100",
+        "efficientnet_b0",
+        "inception_v3",
+        "efficientnet_lite0",
+        "test_resnet",
+    } <= set(_options("model"))
     assert {"cpu", "gpu", "ddp", "debug"} <= set(_options("trainer"))
 
 

@@ -13,9 +13,21 @@ from .test_report import sweep  # noqa: F401  (the synthetic sweep fixture)
 def test_lesson_is_built_from_a_sweep(sweep: Path, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "docs"
     out.mkdir()
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_lesson.py"),
-                           "--compare", str(sweep), "--data-efficiency", str(tmp_path / "none"),
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "make_lesson.py"),
+            "--compare",
+            str(sweep),
+            "--data-efficiency",
+            str(tmp_path / "none"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (out / "lesson.md").read_text()
     assert "| Approach |" in text  # the measured comparison table

@@ -32,7 +32,8 @@ def _folder(root: Path, classes: dict[str, int], bad: dict[str, bytes] | None = 
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(n):
             Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).save(
-                root / name / f"{i}.png")
+                root / name / f"{i}.png"
+            )
     for rel, data in (bad or {}).items():
         (root / rel).write_bytes(data)
     return root
@@ -45,16 +46,22 @@ def _truncated_png(tmp: Path) -> bytes:
 
 CASES = {
     "unknown source": (["data.source=nope"], "Unknown data source 'nope'"),
-    "samples_per_class too large": (["data.samples_per_class=400"],
-                                    "data.samples_per_class=400 is more than class"),
+    "samples_per_class too large": (
+        ["data.samples_per_class=400"],
+        "data.samples_per_class=400 is more than class",
+    ),
     "more stages than the model has": (["strategy.trainable=[9]"], "Stage index 9 is out of range"),
     "non-positive lr": (["strategy.lr=0"], "strategy.lr=0 must be positive"),
     "zero epochs": (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be positive"),
     "unknown timm model": (["model.arch=nope_net"], "Unknown timm model 'nope_net'"),
-    "weights of another model": (["model.weights=file", "model.weights_file=@effnet"],
-                                 "do not fit 'test_resnet'"),
-    "missing weights file": (["model.weights=file", "model.weights_file=/nope.pth"],
-                             "Weights file '/nope.pth' does not exist"),
+    "weights of another model": (
+        ["model.weights=file", "model.weights_file=@effnet"],
+        "do not fit 'test_resnet'",
+    ),
+    "missing weights file": (
+        ["model.weights=file", "model.weights_file=/nope.pth"],
+        "Weights file '/nope.pth' does not exist",
+    ),
     "missing folder": (["data=image_folder", "data.root=/nope/dir"], "Data folder '/nope/dir'"),
     "empty folder": (["data=image_folder", "data.root=@empty"], "has no images"),
     "one class": (["data=image_folder", "data.root=@one"], "has 1 class folder(s)"),
@@ -75,19 +82,24 @@ def fixtures(tmp_path: Path) -> dict[str, str]:
     _folder(tmp_path / "broken", {"a": 6, "b": 6}, {"b/bad.png": b"not an image"})
     _folder(tmp_path / "truncated", {"a": 6, "b": 6}, {"a/cut.png": _truncated_png(tmp_path)})
     torch.save(timm.create_model("test_efficientnet").state_dict(), tmp_path / "effnet.pth")
-    return {"@empty": str(tmp_path / "empty"), "@one": str(tmp_path / "one"),
-            "@splits": str(tmp_path / "splits"), "@broken": str(tmp_path / "broken"),
-            "@truncated": str(tmp_path / "truncated"), "@effnet": str(tmp_path / "effnet.pth")}
+    return {
+        "@empty": str(tmp_path / "empty"),
+        "@one": str(tmp_path / "one"),
+        "@splits": str(tmp_path / "splits"),
+        "@broken": str(tmp_path / "broken"),
+        "@truncated": str(tmp_path / "truncated"),
+        "@effnet": str(tmp_path / "effnet.pth"),
+    }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_is_one_sentence_and_writes_nothing(make_cfg, fixtures, case: str) -> None:
     args, needle = CASES[case]
-    args = [a.split("=")[0] + "=" + fixtures.get(a.split("=", 1)[1], a.split("=", 1)[1])
-            for a in args]
+    args = [
+        a.split("=")[0] + "=" + fixtures.get(a.split("=", 1)[1], a.split("=", 1)[1]) for a in args
+    ]
     if "data=image_folder" in args:
-        args += ["data.samples_per_class=null", "data.val_fraction=0.25",
-                 "data.test_fraction=0.25"]
+        args += ["data.samples_per_class=null", "data.val_fraction=0.25", "data.test_fraction=0.25"]
     cfg = make_cfg(*args)
     with pytest.raises(UserError) as e:
         run(cfg)
@@ -99,17 +111,25 @@ def test_bad_input_is_one_sentence_and_writes_nothing(make_cfg, fixtures, case: 
 
 
 def test_unreadable_images_can_be_skipped_and_counted(make_cfg, fixtures) -> None:
-    cfg = make_cfg("data=image_folder", f"data.root={fixtures['@broken']}",
-                   "data.samples_per_class=null", "data.val_fraction=0.25",
-                   "data.test_fraction=0.25", "data.skip_bad_images=true")
+    cfg = make_cfg(
+        "data=image_folder",
+        f"data.root={fixtures['@broken']}",
+        "data.samples_per_class=null",
+        "data.val_fraction=0.25",
+        "data.test_fraction=0.25",
+        "data.skip_bad_images=true",
+    )
     metrics = run(cfg)
     assert sum(metrics["skipped_images"].values()) == 1
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["strategy.lrr=1"], "Could not override 'strategy.lrr'"),
-    (["paths.log_dir=/proc/nope"], "Cannot create the output folder"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["strategy.lrr=1"], "Could not override 'strategy.lrr'"),
+        (["paths.log_dir=/proc/nope"], "Cannot create the output folder"),
+    ],
+)
 def test_cli_config_mistakes(tmp_path: Path, args: list[str], needle: str) -> None:
     proc = run_train([*TINY, *args], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
@@ -122,8 +142,13 @@ def test_non_finite_loss_stops_the_run(make_cfg) -> None:
     module = create_module(make_cfg(), 2, ["a", "b"])
     x = torch.full((8, 3, 32, 32), float("nan"))
     loader = DataLoader(TensorDataset(x, torch.zeros(8, dtype=torch.long)), batch_size=4)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
     with pytest.raises(UserError, match=r"loss became nan at epoch 0, step 0; lower the learning"):
         trainer.fit(module, train_dataloaders=loader)
 
@@ -131,8 +156,10 @@ def test_non_finite_loss_stops_the_run(make_cfg) -> None:
 def test_same_seed_same_metrics(make_cfg, tmp_path: Path) -> None:
     a = run(make_cfg("strategy=full_ft", f"paths.output_dir={tmp_path / 'a'}"))
     b = run(make_cfg("strategy=full_ft", f"paths.output_dir={tmp_path / 'b'}"))
-    strip = lambda m: {k: v for k, v in m.items()  # noqa: E731
-                       if k not in TIMING and not k.endswith("_seconds")}
+
+    def strip(m: dict) -> dict:
+        return {k: v for k, v in m.items() if k not in TIMING and not k.endswith("_seconds")}
+
     assert strip(a) == strip(b)
     assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
 
@@ -146,10 +173,18 @@ def test_resume_refuses_a_checkpoint_that_carries_code(make_cfg, tmp_path: Path)
         run(make_cfg(f"ckpt_path={evil}"))
 
 
-RESUME = [*TINY, "strategy=gradual_unfreeze", "trainer.max_epochs=4",
-          "trainer.limit_train_batches=null", "data.samples_per_class=40", "data.batch_size=8",
-          "trainer.limit_val_batches=null", "trainer.limit_test_batches=null",
-          "data.val_fraction=0.02", "data.test_fraction=0.02"]
+RESUME = [
+    *TINY,
+    "strategy=gradual_unfreeze",
+    "trainer.max_epochs=4",
+    "trainer.limit_train_batches=null",
+    "data.samples_per_class=40",
+    "data.batch_size=8",
+    "trainer.limit_val_batches=null",
+    "trainer.limit_test_batches=null",
+    "data.val_fraction=0.02",
+    "data.test_fraction=0.02",
+]
 
 
 @pytest.mark.slow
@@ -159,8 +194,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
 
     killed = tmp_path / "killed"
     cmd = [sys.executable, str(ROOT / "train.py"), *RESUME, f"hydra.run.dir={killed}"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline:  # end of epoch 0 ...

@@ -25,11 +25,17 @@ EXPECTED = {
 
 def _fit(cfg, module) -> None:
     image_set = load_image_set("mnist_sample")
-    dm, _ = create_datamodule(image_set, module.backbone, 32, samples_per_class=5,
-                              batch_size=16)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=2, limit_train_batches=3,
-                         limit_val_batches=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    dm, _ = create_datamodule(image_set, module.backbone, 32, samples_per_class=5, batch_size=16)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, datamodule=dm)
 
 
@@ -47,8 +53,9 @@ def test_strategy_freezes_exactly_its_stages(make_cfg, name: str) -> None:
     before = copy.deepcopy(module.backbone.state_dict())
     _fit(cfg, module)
     after = module.backbone.state_dict()
-    frozen_prefixes = [n.rsplit(".", 1)[0] for s in module.stages if not s.trainable
-                       for n in s.param_names]
+    frozen_prefixes = [
+        n.rsplit(".", 1)[0] for s in module.stages if not s.trainable for n in s.param_names
+    ]
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     for key in before:  # weights AND BatchNorm running statistics of frozen stages
         if any(key.startswith(p + ".") for p in frozen_prefixes):

@@ -11,8 +11,12 @@ from hydra import compose, initialize_config_dir
 
 from .conftest import CONF, TINY, run_train
 
-QUICK = [*TINY, "data.samples_per_class=3", "trainer.limit_val_batches=1",
-         "trainer.limit_test_batches=1"]
+QUICK = [
+    *TINY,
+    "data.samples_per_class=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+]
 
 
 def _metrics(sweep: Path) -> list[dict]:
@@ -22,19 +26,37 @@ def _metrics(sweep: Path) -> list[dict]:
 @pytest.mark.slow
 def test_sweep_report_failures_and_resume(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    args = ["-m", *QUICK, "strategy=feature_extraction,full_ft", "seed=0,1",
-            f"hydra.sweep.dir={sweep}"]
+    args = [
+        "-m",
+        *QUICK,
+        "strategy=feature_extraction,full_ft",
+        "seed=0,1",
+        f"hydra.sweep.dir={sweep}",
+    ]
     proc = run_train(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = _metrics(sweep)
     assert sorted((m["strategy"], m["seed"]) for m in runs) == [
-        ("feature_extraction", 0), ("feature_extraction", 1), ("full_ft", 0), ("full_ft", 1)]
+        ("feature_extraction", 0),
+        ("feature_extraction", 1),
+        ("full_ft", 0),
+        ("full_ft", 1),
+    ]
     named = [p.parent.name for p in sweep.rglob("metrics.json")]  # folders named by overrides
     assert any("seed=0" in n and "strategy=full_ft" in n for n in named)
 
     # A bad job fails alone: it leaves error.json, the other job finishes.
-    bad = run_train(["-m", *QUICK, "strategy=full_ft", "strategy.lr=1e-3,-1", "seed=0",
-                     f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    bad = run_train(
+        [
+            "-m",
+            *QUICK,
+            "strategy=full_ft",
+            "strategy.lr=1e-3,-1",
+            "seed=0",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
     assert bad.returncode == 0, bad.stderr[-3000:]
     errors = list(sweep.rglob("error.json"))
     assert len(errors) == 1 and "must be positive" in json.loads(errors[0].read_text())["error"]
@@ -58,10 +80,20 @@ def test_sweep_report_failures_and_resume(tmp_path: Path) -> None:
 def test_parallel_jobs_each_get_their_own_gpu(tmp_path: Path) -> None:
     """joblib runs 2 jobs at once; with 2 (simulated) GPUs each job pins a distinct one."""
     sweep = tmp_path / "sweep"
-    proc = run_train(["-m", *QUICK, "hydra/launcher=gpu_per_job", "hydra.launcher.n_jobs=2",
-                      "seed=0,1", "gpu_per_job=true", "gpu_count=2",
-                      f"gpu_lock_dir={tmp_path / 'locks'}", f"hydra.sweep.dir={sweep}"],
-                     cwd=tmp_path)
+    proc = run_train(
+        [
+            "-m",
+            *QUICK,
+            "hydra/launcher=gpu_per_job",
+            "hydra.launcher.n_jobs=2",
+            "seed=0,1",
+            "gpu_per_job=true",
+            "gpu_count=2",
+            f"gpu_lock_dir={tmp_path / 'locks'}",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = _metrics(sweep)
     assert a["pid"] != b["pid"]  # separate worker processes...
@@ -73,10 +105,14 @@ def test_gpu_slots_are_exclusive(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = ("import sys, time; from tl_experiments.gpu_slots import claim_gpu; "
-            f"print(claim_gpu(2, r'{tmp_path}'), flush=True); time.sleep(3)")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    code = (
+        "import sys, time; from tl_experiments.gpu_slots import claim_gpu; "
+        f"print(claim_gpu(2, r'{tmp_path}'), flush=True); time.sleep(3)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     slots = sorted(int(p.stdout.readline()) for p in procs)
     for p in procs:
         p.wait()
@@ -87,8 +123,9 @@ def test_gpu_slots_are_exclusive(tmp_path: Path) -> None:
 def test_launcher_configs_compose(launcher: str) -> None:
     # SLURM itself cannot run here; this checks the config is valid for the plugin.
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"hydra/launcher={launcher}"],
-                      return_hydra_config=True)
+        cfg = compose(
+            config_name="train", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True
+        )
     target = cfg.hydra.launcher._target_
     plugin = "joblib" if launcher in ("parallel", "gpu_per_job") else "submitit"
     assert f"hydra_{plugin}_launcher" in target
@@ -99,8 +136,9 @@ def test_launcher_configs_compose(launcher: str) -> None:
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_experiment_configs_compose(experiment: str) -> None:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"],
-                      return_hydra_config=True)
+        cfg = compose(
+            config_name="train", overrides=[f"experiment={experiment}"], return_hydra_config=True
+        )
     assert cfg.hydra.sweeper.params
     header = (CONF / "experiment" / f"{experiment}.yaml").read_text().splitlines()
     assert header[0] == "# @package _global_"
@@ -110,9 +148,17 @@ def test_experiment_configs_compose(experiment: str) -> None:
 @pytest.mark.slow
 def test_optuna_search_survives_failed_trials(tmp_path: Path) -> None:
     sweep = tmp_path / "search"
-    proc = run_train(["-m", "experiment=search_lr", *QUICK, "hydra.sweeper.n_trials=4",
-                      "strategy.trainable=choice(head,'from:9')",
-                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    proc = run_train(
+        [
+            "-m",
+            "experiment=search_lr",
+            *QUICK,
+            "hydra.sweeper.n_trials=4",
+            "strategy.trainable=choice(head,'from:9')",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (sweep / "optimization_results.yaml").is_file()
     jobs = [p for p in sweep.iterdir() if p.is_dir()]
@@ -127,12 +173,25 @@ def test_optuna_search_survives_failed_trials(tmp_path: Path) -> None:
 def test_ddp_inside_a_multirun_does_not_rerun_the_sweep(tmp_path: Path) -> None:
     """2-process DDP (gloo on CPU) in each job of a 2-job sweep: exactly 2 runs, each once."""
     sweep = tmp_path / "sweep"
-    proc = run_train(["-m", "model=test_resnet", "data.samples_per_class=3", "trainer=ddp",
-                      "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
-                      "+trainer.limit_train_batches=2", "+trainer.limit_val_batches=1",
-                      "+trainer.limit_test_batches=1", "seed=0,1", "analysis.enabled=false",
-                      f"hydra.sweep.dir={sweep}"],
-                     cwd=tmp_path, timeout=900)
+    proc = run_train(
+        [
+            "-m",
+            "model=test_resnet",
+            "data.samples_per_class=3",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=2",
+            "+trainer.limit_val_batches=1",
+            "+trainer.limit_test_batches=1",
+            "seed=0,1",
+            "analysis.enabled=false",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = _metrics(sweep)
     assert sorted(m["seed"] for m in runs) == [0, 1]

@@ -9,10 +9,31 @@ import pytest
 
 from .conftest import TINY, run_train
 
-FIELDS = {"status", "model", "arch", "strategy", "data", "samples_per_class", "img_size", "seed",
-          "num_classes", "train_size", "val_size", "test_size", "trainable_params",
-          "total_params", "train_seconds", "epochs", "best_val_acc", "val_acc", "train_acc",
-          "train_val_gap", "test_acc", "test_f1_macro", "history"}
+FIELDS = {
+    "status",
+    "model",
+    "arch",
+    "strategy",
+    "data",
+    "samples_per_class",
+    "img_size",
+    "seed",
+    "num_classes",
+    "train_size",
+    "val_size",
+    "test_size",
+    "trainable_params",
+    "total_params",
+    "train_seconds",
+    "epochs",
+    "best_val_acc",
+    "val_acc",
+    "train_acc",
+    "train_val_gap",
+    "test_acc",
+    "test_f1_macro",
+    "history",
+}
 
 
 def _tags(run: Path) -> set[str]:
@@ -30,8 +51,9 @@ def _tags(run: Path) -> set[str]:
 @pytest.mark.slow
 def test_train_writes_the_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    proc = run_train([*TINY, "strategy=partial_ft", "trainer.max_epochs=2",
-                      f"hydra.run.dir={run}"], cwd=tmp_path)
+    proc = run_train(
+        [*TINY, "strategy=partial_ft", "trainer.max_epochs=2", f"hydra.run.dir={run}"], cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Trainable parameters:" in proc.stdout  # the model summary is printed
 
@@ -41,8 +63,9 @@ def test_train_writes_the_run_folder(tmp_path: Path) -> None:
     assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
     assert 0 < metrics["trainable_params"] < metrics["total_params"]
     assert 0.0 <= metrics["test_acc"] <= 1.0
-    assert metrics["train_val_gap"] == pytest.approx(metrics["train_acc"] - metrics["val_acc"],
-                                                     abs=1e-5)
+    assert metrics["train_val_gap"] == pytest.approx(
+        metrics["train_acc"] - metrics["val_acc"], abs=1e-5
+    )
     assert not list(run.glob(".metrics.json.*"))  # no temp file left behind
 
     assert (run / "checkpoints" / "best.ckpt").is_file()
@@ -52,8 +75,16 @@ def test_train_writes_the_run_folder(tmp_path: Path) -> None:
     assert (run / "test_report.csv").read_text().startswith("class,precision,recall,f1,support")
 
     tags = _tags(run)
-    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr-AdamW/head",
-                "lr-AdamW/stem", "test/confusion_matrix", "hp/test_acc"):
+    for tag in (
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "lr-AdamW/head",
+        "lr-AdamW/stem",
+        "test/confusion_matrix",
+        "hp/test_acc",
+    ):
         assert tag in tags, f"{tag} not in {sorted(tags)}"
 
 
@@ -63,8 +94,10 @@ def test_train_writes_the_run_folder(tmp_path: Path) -> None:
         (["strategy=no_such_strategy"], "no_such_strategy"),
         (["model=no_such_model"], "no_such_model"),
         (["model.arch=resnet_nope"], "Unknown timm model 'resnet_nope'"),
-        (["data=image_folder", "data.root=/nonexistent/images"],
-         "Data folder '/nonexistent/images' does not exist"),
+        (
+            ["data=image_folder", "data.root=/nonexistent/images"],
+            "Data folder '/nonexistent/images' does not exist",
+        ),
         (["model=resnet50", "model.img_size=32"], "cannot be downloaded: no network"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be positive"),
         (["strategy.lr=-1"], "strategy.lr=-1 must be positive"),

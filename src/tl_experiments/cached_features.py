@@ -35,26 +35,17 @@ def cache_blocker(module: TransferModule, dm: ImageDataModule) -> str | None:
     return None
 
 
-def use_cached_features(module: TransferModule, dm: ImageDataModule, cache: FeatureCache,
-                        key_parts: dict) -> None:
+def use_cached_features(
+    module: TransferModule, dm: ImageDataModule, cache: FeatureCache, key_parts: dict
+) -> None:
     """Replace every split of ``dm`` by its backbone features; the module then runs only
     its classifier. Keys include the backbone's exact weights (the classifier excluded)."""
-    body = {k: v for k, v in module.backbone.state_dict().items()
-            if not any(k == n for n in module.stages[-1].param_names)}
-    digest = weights_digest(_Params(body))
+    head = set(module.stages[-1].param_names)
+    body = {k: v for k, v in module.backbone.state_dict().items() if k not in head}
+    digest = weights_digest(body)
     for split in ("train", "val", "test"):
         images = dm.split_dataset(split)
         key = cache_key(weights=digest, split=split, indices=dm.splits[split], **key_parts)
         feats = cache.get_or_compute(key, lambda ds=images: extract_features(module.backbone, ds))
         dm.use_features(split, feats)
     module.features_input = True
-
-
-class _Params:
-    """Adapter so :func:`weights_digest` can hash a plain state dict."""
-
-    def __init__(self, state: dict) -> None:
-        self._state = state
-
-    def state_dict(self) -> dict:
-        return self._state

@@ -51,8 +51,10 @@ def preflight(argv: list[str], config_name: str) -> None:
             cfg = compose(config_name=config_name, overrides=argv, return_hydra_config=True)
             run_dir = Path(str(cfg.hydra.run.dir))
     except (HydraException, OmegaConfBaseException) as e:
-        _exit(f"{_first_line(e)}; check the spelling against `python {config_name}.py "
-              "--cfg job`, which prints every key and its value.")
+        _exit(
+            f"{_first_line(e)}; check the spelling against `python {config_name}.py "
+            "--cfg job`, which prints every key and its value."
+        )
     except Exception:  # anything else: let Hydra report it in full
         return
     _check_writable(run_dir)
@@ -67,8 +69,10 @@ def _check_writable(run_dir: Path) -> None:
 
         os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".tl-write-check-"))
     except OSError:
-        _exit(f"Cannot create the output folder '{run_dir}' ('{parent}' is not writable); "
-              "set paths.log_dir to a writable folder.")
+        _exit(
+            f"Cannot create the output folder '{run_dir}' ('{parent}' is not writable); "
+            "set paths.log_dir to a writable folder."
+        )
 
 
 def _first_line(e: BaseException) -> str:
@@ -109,7 +113,8 @@ def _record_failure(cfg: DictConfig, e: BaseException, message: str) -> None:
     try:
         out = Path(cfg.paths.output_dir)
         if out.is_dir():
-            write_json_atomic({"status": "failed", "error": message, "type": type(e).__name__},
-                              out / "error.json")
+            write_json_atomic(
+                {"status": "failed", "error": message, "type": type(e).__name__}, out / "error.json"
+            )
     except Exception:  # the output folder itself may be the problem
         pass

@@ -21,8 +21,9 @@ __all__ = ["claim_gpu"]
 _held: list[IO] = []  # keep lock files open for the life of the process
 
 
-def claim_gpu(count: int, lock_dir: str | Path, timeout_s: float = 3600.0,
-              poll_s: float = 0.5) -> int:
+def claim_gpu(
+    count: int, lock_dir: str | Path, timeout_s: float = 3600.0, poll_s: float = 0.5
+) -> int:
     """Take the first free GPU slot out of ``count``, pin this process to it, return it."""
     release_all()  # a reused worker process starting its next job: its last job is over
     lock_dir = Path(lock_dir)

@@ -5,26 +5,24 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from tl_experiments.atomic import write_atomic
 
 __all__ = ["write_json_atomic", "write_class_report", "confusion_figure", "write_test_files"]
 
 
 def write_json_atomic(obj: dict, path: Path) -> None:
     """Write JSON through a temp file and a rename: readers see all of it or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
+
+    def dump(tmp: str) -> None:
+        with open(tmp, "w") as f:
             json.dump(obj, f, indent=2)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    write_atomic(path, dump)
 
 
 def write_class_report(per_class: dict[str, list], class_names: Sequence[str], path: Path) -> None:
@@ -33,9 +31,13 @@ def write_class_report(per_class: dict[str, list], class_names: Sequence[str], p
         w = csv.writer(f)
         w.writerow(["class", "precision", "recall", "f1", "support"])
         for i, name in enumerate(class_names):
-            w.writerow([name, *(round(float(per_class[k][i]), 4)
-                                for k in ("precision", "recall", "f1")),
-                        int(per_class["support"][i])])
+            w.writerow(
+                [
+                    name,
+                    *(round(float(per_class[k][i]), 4) for k in ("precision", "recall", "f1")),
+                    int(per_class["support"][i]),
+                ]
+            )
 
 
 def confusion_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str]):
@@ -51,15 +53,27 @@ def confusion_figure(matrix: Sequence[Sequence[int]], class_names: Sequence[str]
     size = min(max(4.0, 0.45 * n + 2), 14)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(m, cmap="Blues")
-    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true",
-           title="Test confusion matrix")
+    ax.set(
+        xticks=range(n),
+        yticks=range(n),
+        xlabel="predicted",
+        ylabel="true",
+        title="Test confusion matrix",
+    )
     ax.set_xticklabels(class_names, rotation=90 if n > 10 else 0)
     ax.set_yticklabels(class_names)
     if n <= 20:
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if m[i, j] > m.max() / 2 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(m[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if m[i, j] > m.max() / 2 else "black",
+                )
     fig.tight_layout()
     return fig
 

@@ -35,8 +35,14 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
     """Backbone with its starting weights, wrapped under the configured strategy."""
     strategy = Strategy.from_dict(OmegaConf.to_container(cfg.strategy, resolve=True))
     weights = cfg.model.weights if strategy.pretrained else "none"
-    backbone = create_backbone(cfg.model.arch, num_classes, weights, cfg.model.get("weights_file"),
-                               cfg.model.get("drop_rate"), cfg.get("zero_head", True))
+    backbone = create_backbone(
+        cfg.model.arch,
+        num_classes,
+        weights,
+        cfg.model.get("weights_file"),
+        cfg.model.get("drop_rate"),
+        cfg.get("zero_head", True),
+    )
     module = TransferModule(backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing)
     speed = cfg.get("speed") or {}
     module.set_speed_options(bool(speed.get("channels_last")), bool(speed.get("compile")))
@@ -47,18 +53,32 @@ def create_trainer(cfg: DictConfig, out: Path, history: EpochHistory) -> pl.Trai
     """Trainer with checkpoints (best + last), lr monitor and TensorBoard in the run folder."""
     if cfg.trainer.get("max_epochs", 1) <= 0:
         raise UserError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be positive.")
-    ckpt = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/acc",
-                           mode="max", save_last=True, enable_version_counter=False)
+    ckpt = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="best",
+        monitor="val/acc",
+        mode="max",
+        save_last=True,
+        enable_version_counter=False,
+    )
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
     callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch"), history]
-    return pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=logger,
-                      callbacks=callbacks, default_root_dir=str(out))
+    return pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=str(out),
+    )
 
 
 def run(cfg: DictConfig) -> dict:
     """Train and test one (model, strategy, data, seed); return and write ``metrics.json``."""
     out = Path(cfg.paths.output_dir)
-    if cfg.get("skip_finished") and cfg.get("ckpt_path") is None and (out / "metrics.json").is_file():
+    if (
+        cfg.get("skip_finished")
+        and cfg.get("ckpt_path") is None
+        and (out / "metrics.json").is_file()
+    ):
         print(f"Skipping {out}: it already has metrics.json (skip_finished=true).", flush=True)
         return json.loads((out / "metrics.json").read_text())
     (out / "error.json").unlink(missing_ok=True)  # a re-run replaces an earlier failure
@@ -72,15 +92,20 @@ def run(cfg: DictConfig) -> dict:
     data_kwargs = OmegaConf.to_container(cfg.data, resolve=True)
     for key in ("name", "source", "source_args", "root"):
         data_kwargs.pop(key, None)
-    dm, data_cfg = create_datamodule(image_set, module.backbone, cfg.model.img_size,
-                                     seed=cfg.seed, **data_kwargs)
-    module.meta = {"arch": cfg.model.arch, "data_config": data_cfg,
-                   "config": OmegaConf.to_container(cfg, resolve=True)}
+    dm, data_cfg = create_datamodule(
+        image_set, module.backbone, cfg.model.img_size, seed=cfg.seed, **data_kwargs
+    )
+    module.meta = {
+        "arch": cfg.model.arch,
+        "data_config": data_cfg,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
     start = time.perf_counter()  # training time includes computing cached features
     _maybe_cache_features(cfg, module, dm, data_cfg)
 
-    summary = stage_summary(module.stages, f"{cfg.model.name} ({cfg.model.arch}), "
-                            f"strategy {cfg.strategy.name}")
+    summary = stage_summary(
+        module.stages, f"{cfg.model.name} ({cfg.model.arch}), strategy {cfg.strategy.name}"
+    )
     print(summary, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.txt").write_text(summary + "\n")
@@ -90,8 +115,9 @@ def run(cfg: DictConfig) -> dict:
     trainer = create_trainer(cfg, out, history)
     trainer.logger.experiment.add_text("model_summary", f"```\n{summary}\n```")
     try:
-        return _fit_test_write(cfg, out, trainer, module, dm, data_cfg, history, w0, start,
-                               gpu_slot, started_at)
+        return _fit_test_write(
+            cfg, out, trainer, module, dm, data_cfg, history, w0, start, gpu_slot, started_at
+        )
     finally:
         _end_distributed()
 
@@ -107,8 +133,9 @@ def _end_distributed() -> None:
         os.environ.pop(key, None)
 
 
-def _fit_test_write(cfg, out, trainer, module, dm, data_cfg, history, w0, start, gpu_slot,
-                    started_at) -> dict:
+def _fit_test_write(
+    cfg, out, trainer, module, dm, data_cfg, history, w0, start, gpu_slot, started_at
+) -> dict:
     """Fit (or resume), test the best checkpoint, analyse, write the run folder."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is None and cfg.get("skip_finished") and (out / "checkpoints/last.ckpt").is_file():
@@ -125,12 +152,19 @@ def _fit_test_write(cfg, out, trainer, module, dm, data_cfg, history, w0, start,
         return metrics
     write_test_files(results, module.class_names, out, trainer.logger.experiment)
     if cfg.analysis.enabled:  # forgetting, drift, CKA, shifted test sets (docs/shift.md)
-        metrics |= analyze(module, dm, data_cfg, w0, OmegaConf.to_container(cfg.analysis),
-                           OmegaConf.to_container(cfg.model), trainer)
-    trainer.logger.log_hyperparams(_flat_hparams(cfg),
-                                   {f"hp/{k}": metrics[k] for k in _HP_METRICS})
-    metrics.update(gpu_slot=gpu_slot, pid=os.getpid(), started_at=started_at,
-                   finished_at=time.time())
+        metrics |= analyze(
+            module,
+            dm,
+            data_cfg,
+            w0,
+            OmegaConf.to_container(cfg.analysis),
+            OmegaConf.to_container(cfg.model),
+            trainer,
+        )
+    trainer.logger.log_hyperparams(_flat_hparams(cfg), {f"hp/{k}": metrics[k] for k in _HP_METRICS})
+    metrics.update(
+        gpu_slot=gpu_slot, pid=os.getpid(), started_at=started_at, finished_at=time.time()
+    )
     write_json_atomic(metrics, out / "metrics.json")
     return metrics
 
@@ -161,13 +195,17 @@ def resume_path(ckpt_path: str | None, out: Path) -> str | None:
         return None
     path = out / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
     if not path.is_file():
-        raise UserError(f"No checkpoint at '{path}' to resume from; pass the killed run's "
-                        "folder as hydra.run.dir=... with ckpt_path=last, or a .ckpt path.")
+        raise UserError(
+            f"No checkpoint at '{path}' to resume from; pass the killed run's "
+            "folder as hydra.run.dir=... with ckpt_path=last, or a .ckpt path."
+        )
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise UserError(f"Refused to resume from '{path}': it is not a plain checkpoint "
-                        f"({type(e).__name__}); use a checkpoint written by train.py.") from None
+        raise UserError(
+            f"Refused to resume from '{path}': it is not a plain checkpoint "
+            f"({type(e).__name__}); use a checkpoint written by train.py."
+        ) from None
     return str(path)
 
 
@@ -179,9 +217,12 @@ def _maybe_cache_features(cfg: DictConfig, module: TransferModule, dm, data_cfg:
     if reason is not None:
         log.info("Feature cache not used: %s.", reason)
         return False
-    key_parts = {"arch": cfg.model.arch, "source": cfg.data.source,
-                 "source_args": OmegaConf.to_container(cfg.data.source_args, resolve=True),
-                 "transform": data_cfg}
+    key_parts = {
+        "arch": cfg.model.arch,
+        "source": cfg.data.source,
+        "source_args": OmegaConf.to_container(cfg.data.source_args, resolve=True),
+        "transform": data_cfg,
+    }
     start = time.perf_counter()
     use_cached_features(module, dm, FeatureCache(cfg.feature_cache.dir), key_parts)
     log.info("Feature cache: backbone features ready in %.1f s.", time.perf_counter() - start)
@@ -199,16 +240,26 @@ def _collect(cfg, trainer, module, dm, history: list[dict], train_seconds: float
     trainable = sum(s.num_params for s in module.stages if s.trainable)
     train_acc, val_acc = last.get("train_acc"), last.get("val_acc")
     return {
-        "status": "ok", "model": cfg.model.name, "arch": cfg.model.arch,
-        "strategy": cfg.strategy.name, "data": cfg.data.name,
-        "samples_per_class": cfg.data.get("samples_per_class"), "img_size": cfg.model.img_size,
-        "seed": cfg.seed, "num_classes": len(dm.class_names),
+        "status": "ok",
+        "model": cfg.model.name,
+        "arch": cfg.model.arch,
+        "strategy": cfg.strategy.name,
+        "data": cfg.data.name,
+        "samples_per_class": cfg.data.get("samples_per_class"),
+        "img_size": cfg.model.img_size,
+        "seed": cfg.seed,
+        "num_classes": len(dm.class_names),
         **{f"{k}_size": len(dm.splits[k]) for k in ("train", "val", "test")},
-        "trainable_params": trainable, "total_params": total,
-        "train_seconds": round(train_seconds, 3), "epochs": trainer.current_epoch,
-        "best_val_acc": _num(ckpt.best_model_score), "val_acc": val_acc, "train_acc": train_acc,
+        "trainable_params": trainable,
+        "total_params": total,
+        "train_seconds": round(train_seconds, 3),
+        "epochs": trainer.current_epoch,
+        "best_val_acc": _num(ckpt.best_model_score),
+        "val_acc": val_acc,
+        "train_acc": train_acc,
         "train_val_gap": None if None in (train_acc, val_acc) else round(train_acc - val_acc, 6),
-        "test_acc": _num(m.get("test/acc")), "test_f1_macro": _num(m.get("test/f1_macro")),
+        "test_acc": _num(m.get("test/acc")),
+        "test_f1_macro": _num(m.get("test/f1_macro")),
         "feature_cache": module.features_input,
         "skipped_images": {k: len(v) for k, v in dm.skipped.items()},
         "history": history,
@@ -220,10 +271,17 @@ def _num(x) -> float | None:
 
 
 def _flat_hparams(cfg: DictConfig) -> dict:
-    keys = {"model": cfg.model.name, "arch": cfg.model.arch, "strategy": cfg.strategy.name,
-            "data": cfg.data.name, "seed": cfg.seed, "img_size": cfg.model.img_size,
-            "samples_per_class": cfg.data.get("samples_per_class") or -1,
-            "lr": cfg.strategy.lr, "max_epochs": cfg.trainer.get("max_epochs", -1)}
+    keys = {
+        "model": cfg.model.name,
+        "arch": cfg.model.arch,
+        "strategy": cfg.strategy.name,
+        "data": cfg.data.name,
+        "seed": cfg.seed,
+        "img_size": cfg.model.img_size,
+        "samples_per_class": cfg.data.get("samples_per_class") or -1,
+        "lr": cfg.strategy.lr,
+        "max_epochs": cfg.trainer.get("max_epochs", -1),
+    }
     return {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in keys.items()}
 
 
@@ -245,8 +303,10 @@ def _maybe_claim_gpu(cfg: DictConfig) -> int | None:
     if not mode:
         return None
     if count < 1:
-        raise UserError("gpu_per_job=true needs GPUs; none are visible (set gpu_count for a "
-                        "simulated run, or gpu_per_job=false).")
+        raise UserError(
+            "gpu_per_job=true needs GPUs; none are visible (set gpu_count for a "
+            "simulated run, or gpu_per_job=false)."
+        )
     from tl_experiments.gpu_slots import claim_gpu
 
     slot = claim_gpu(count, cfg.get("gpu_lock_dir") or "/tmp/tl_experiments_gpu_slots")

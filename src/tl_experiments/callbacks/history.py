@@ -8,8 +8,12 @@ import pytorch_lightning as pl
 
 __all__ = ["EpochHistory"]
 
-_KEYS = {"train_loss": "train/loss", "train_acc": "train/acc", "val_loss": "val/loss",
-         "val_acc": "val/acc"}
+_KEYS = {
+    "train_loss": "train/loss",
+    "train_acc": "train/acc",
+    "val_loss": "val/loss",
+    "val_acc": "val/acc",
+}
 
 
 class EpochHistory(pl.Callback):

@@ -6,6 +6,15 @@ from tl_experiments.data.sources import SOURCES, ImageSet, load_source
 from tl_experiments.data.split import make_splits
 from tl_experiments.data.transforms import build_transforms
 
-__all__ = ["SOURCES", "ImageDataModule", "ImageDataset", "ImageSet", "build_transforms",
-           "create_datamodule", "load_image_set",
-           "load_source", "make_splits", "to_pil"]
+__all__ = [
+    "SOURCES",
+    "ImageDataModule",
+    "ImageDataset",
+    "ImageSet",
+    "build_transforms",
+    "create_datamodule",
+    "load_image_set",
+    "load_source",
+    "make_splits",
+    "to_pil",
+]

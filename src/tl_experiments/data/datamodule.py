@@ -28,8 +28,9 @@ def to_pil(item) -> Image.Image:
         with Image.open(item) as img:
             return img.convert("RGB")
     except (UnidentifiedImageError, OSError) as e:
-        raise UserError(f"Cannot read image '{item}' ({type(e).__name__}); remove or replace "
-                        "the file.") from None
+        raise UserError(
+            f"Cannot read image '{item}' ({type(e).__name__}); remove or replace the file."
+        ) from None
 
 
 class ImageDataset(Dataset):
@@ -69,17 +70,30 @@ class EpochSeededSampler(Sampler[int]):
 class ImageDataModule(pl.LightningDataModule):
     """Train/val/test loaders; deterministic splits are transformed once, up front."""
 
-    def __init__(self, image_set: ImageSet, splits: dict[str, np.ndarray], train_transform: Callable,
-                 eval_transform: Callable, augment: bool, img_size: int, batch_size: int = 32,
-                 num_workers: int = 0, seed: int = 0, skip_bad_images: bool = False) -> None:
+    def __init__(
+        self,
+        image_set: ImageSet,
+        splits: dict[str, np.ndarray],
+        train_transform: Callable,
+        eval_transform: Callable,
+        augment: bool,
+        img_size: int,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 0,
+        skip_bad_images: bool = False,
+    ) -> None:
         super().__init__()
         self.seed, self.skip_bad_images = seed, skip_bad_images
         self.skipped: dict[str, list[str]] = {}  # split -> unreadable files left out
         if batch_size <= 0:
             raise UserError(f"data.batch_size={batch_size} must be positive.")
         self.image_set, self.splits = image_set, splits
-        self.transforms = {"train": train_transform if augment else eval_transform,
-                           "val": eval_transform, "test": eval_transform}
+        self.transforms = {
+            "train": train_transform if augment else eval_transform,
+            "val": eval_transform,
+            "test": eval_transform,
+        }
         self.deterministic = {"train": not augment, "val": True, "test": True}
         self.img_size, self.batch_size, self.num_workers = img_size, batch_size, num_workers
         self.datasets: dict[str, Dataset] = {}
@@ -132,8 +146,13 @@ class ImageDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.split_dataset(split)
         sampler = EpochSeededSampler(len(ds), self.seed) if shuffle else None
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -143,5 +162,3 @@ class ImageDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
-
-

@@ -40,10 +40,27 @@ def create_datamodule(
     Returns:
         The data module and the resolved timm data config (mean, std, input size...).
     """
-    splits = make_splits(image_set.labels, image_set.splits, val_fraction, test_fraction,
-                         samples_per_class, split_seed)
-    train_tf, eval_tf, data_cfg = build_transforms(backbone, img_size, augment, crop_pct,
-                                                   **dict(aug or {}))
-    dm = ImageDataModule(image_set, splits, train_tf, eval_tf, augment, img_size, batch_size,
-                         num_workers, seed, skip_bad_images)
+    splits = make_splits(
+        image_set.labels,
+        image_set.splits,
+        val_fraction,
+        test_fraction,
+        samples_per_class,
+        split_seed,
+    )
+    train_tf, eval_tf, data_cfg = build_transforms(
+        backbone, img_size, augment, crop_pct, **dict(aug or {})
+    )
+    dm = ImageDataModule(
+        image_set,
+        splits,
+        train_tf,
+        eval_tf,
+        augment,
+        img_size,
+        batch_size,
+        num_workers,
+        seed,
+        skip_bad_images,
+    )
     return dm, data_cfg

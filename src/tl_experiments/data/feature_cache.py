@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,15 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from tl_experiments.atomic import write_atomic
+
 __all__ = ["FeatureCache", "cache_key", "extract_features", "weights_digest"]
 
 
-def weights_digest(module: nn.Module) -> str:
-    """A short hash of a module's parameters and buffers (its exact weights)."""
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """A short hash of a state dict (a module's exact weights)."""
     h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
+    for name, t in sorted(state.items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
@@ -36,6 +37,7 @@ def weights_digest(module: nn.Module) -> str:
 
 def cache_key(**parts) -> str:
     """A stable hash of JSON-able parts (numpy index arrays are hashed by content)."""
+
     def norm(v):
         if isinstance(v, np.ndarray):
             return hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
@@ -84,22 +86,10 @@ class FeatureCache:
             feats = compute()
             self.misses += 1
             if path is not None:
-                _save_atomic(feats, path)
+                write_atomic(path, lambda tmp: torch.save(feats, tmp))
         self._memory[key] = feats
         return feats
 
     @classmethod
     def clear_memory(cls) -> None:
         cls._memory.clear()
-
-
-def _save_atomic(tensor: torch.Tensor, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(tensor, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -60,8 +60,10 @@ def image_folder(root: str | Path) -> ImageSet:
     """``root/<class>/*.png``, or ``root/{train,val,test}/<class>/*`` with the splits kept."""
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"Data folder '{root}' does not exist; set data.root to a folder "
-                        "laid out as root/<class_name>/<image files>.")
+        raise UserError(
+            f"Data folder '{root}' does not exist; set data.root to a folder "
+            "laid out as root/<class_name>/<image files>."
+        )
     split_dirs = [d for d in ("train", "val", "test") if (root / d).is_dir()]
     if not split_dirs:
         classes, files = _scan(root)
@@ -70,9 +72,11 @@ def image_folder(root: str | Path) -> ImageSet:
     classes = scans[split_dirs[0]][0]
     for d, (names, _) in scans.items():
         if names != classes:
-            raise UserError(f"Class folders of '{root / d}' ({', '.join(names)}) differ from "
-                            f"'{root / split_dirs[0]}' ({', '.join(classes)}); give every "
-                            "split the same class folders.")
+            raise UserError(
+                f"Class folders of '{root / d}' ({', '.join(names)}) differ from "
+                f"'{root / split_dirs[0]}' ({', '.join(classes)}); give every "
+                "split the same class folders."
+            )
     items, labels, splits, start = [], [], {}, 0
     for d in split_dirs:
         files = scans[d][1]
@@ -85,14 +89,21 @@ def image_folder(root: str | Path) -> ImageSet:
 
 def _scan(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files = [(p, i) for i, c in enumerate(classes) for p in sorted((root / c).rglob("*"))
-             if p.suffix.lower() in IMAGE_SUFFIXES]
+    files = [
+        (p, i)
+        for i, c in enumerate(classes)
+        for p in sorted((root / c).rglob("*"))
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if not files:
-        raise UserError(f"Data folder '{root}' has no images; put image files in "
-                        f"{root}/<class_name>/ folders.")
+        raise UserError(
+            f"Data folder '{root}' has no images; put image files in {root}/<class_name>/ folders."
+        )
     if len(classes) < 2:
-        raise UserError(f"Data folder '{root}' has {len(classes)} class folder(s); "
-                        "classification needs at least 2.")
+        raise UserError(
+            f"Data folder '{root}' has {len(classes)} class folder(s); "
+            "classification needs at least 2."
+        )
     return classes, files
 
 
@@ -102,14 +113,18 @@ def torchvision_dataset(name: str, root: str | Path, download: bool = True) -> I
 
     cls = getattr(tvd, name, None)
     if cls is None:
-        raise UserError(f"Unknown torchvision dataset '{name}'; use a class name from "
-                        "torchvision.datasets such as CIFAR10 or FashionMNIST.")
+        raise UserError(
+            f"Unknown torchvision dataset '{name}'; use a class name from "
+            "torchvision.datasets such as CIFAR10 or FashionMNIST."
+        )
     try:
         train, test = (cls(str(root), train=t, download=download) for t in (True, False))
     except Exception as e:  # URLError and friends when offline
-        raise UserError(f"Could not load torchvision '{name}' into '{root}' ({type(e).__name__}); "
-                        "it needs a network for the first download, or use data=mnist_sample, "
-                        "data=digits or data=image_folder offline.") from None
+        raise UserError(
+            f"Could not load torchvision '{name}' into '{root}' ({type(e).__name__}); "
+            "it needs a network for the first download, or use data=mnist_sample, "
+            "data=digits or data=image_folder offline."
+        ) from None
     items, labels = [], []
     for ds in (train, test):
         data = ds.data.numpy() if hasattr(ds.data, "numpy") else np.asarray(ds.data)

@@ -40,13 +40,15 @@ def make_splits(
     splits["train"] = pool
     for name in ("train", "val", "test"):
         if len(splits[name]) == 0:
-            raise UserError(f"The {name} split is empty; raise data.{name}_fraction or add "
-                            "more images.")
+            raise UserError(
+                f"The {name} split is empty; raise data.{name}_fraction or add more images."
+            )
     return splits
 
 
-def _stratified_take(labels: np.ndarray, pool: np.ndarray, frac: float,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_take(
+    labels: np.ndarray, pool: np.ndarray, frac: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     taken, rest = [], []
     for c in np.unique(labels[pool]):
         idx = rng.permutation(pool[labels[pool] == c])
@@ -56,14 +58,18 @@ def _stratified_take(labels: np.ndarray, pool: np.ndarray, frac: float,
     return np.sort(np.concatenate(taken)), np.sort(np.concatenate(rest))
 
 
-def _per_class(labels: np.ndarray, pool: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _per_class(
+    labels: np.ndarray, pool: np.ndarray, k: int, rng: np.random.Generator
+) -> np.ndarray:
     if k <= 0:
         raise UserError(f"data.samples_per_class={k} must be positive, or null for all images.")
     chosen = []
     for c in np.unique(labels):
         idx = pool[labels[pool] == c]
         if len(idx) < k:
-            raise UserError(f"data.samples_per_class={k} is more than class {c} has in the "
-                            f"training pool ({len(idx)}); lower it to at most {len(idx)}.")
+            raise UserError(
+                f"data.samples_per_class={k} is more than class {c} has in the "
+                f"training pool ({len(idx)}); lower it to at most {len(idx)}."
+            )
         chosen.append(rng.choice(idx, size=k, replace=False))
     return np.sort(np.concatenate(chosen))

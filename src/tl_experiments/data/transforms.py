@@ -27,13 +27,20 @@ def build_transforms(
     tightly (digits, patches), unlike ImageNet photos. Augmentation defaults are mild
     (scale 0.7-1, no flip) because flips change the meaning of digits and text.
     """
-    cfg = resolve_data_config({"input_size": (3, img_size, img_size), "crop_pct": crop_pct},
-                              model=backbone)
+    cfg = resolve_data_config(
+        {"input_size": (3, img_size, img_size), "crop_pct": crop_pct}, model=backbone
+    )
     eval_tf = create_transform(**cfg, is_training=False)
     if not augment:
         return eval_tf, eval_tf, cfg
     train_tf = create_transform(
-        input_size=cfg["input_size"], is_training=True, scale=tuple(scale), hflip=hflip,
-        color_jitter=color_jitter, interpolation=cfg["interpolation"], mean=cfg["mean"],
-        std=cfg["std"])
+        input_size=cfg["input_size"],
+        is_training=True,
+        scale=tuple(scale),
+        hflip=hflip,
+        color_jitter=color_jitter,
+        interpolation=cfg["interpolation"],
+        mean=cfg["mean"],
+        std=cfg["std"],
+    )
     return train_tf, eval_tf, cfg

@@ -50,14 +50,18 @@ def create_backbone(
     return model
 
 
-def _create(arch: str, num_classes: int, weights: str, weights_file: str | None,
-            drop_rate: float | None) -> nn.Module:
+def _create(
+    arch: str, num_classes: int, weights: str, weights_file: str | None, drop_rate: float | None
+) -> nn.Module:
     if weights not in WEIGHT_SOURCES:
-        raise UserError(f"Unknown weights source '{weights}'; use one of "
-                        f"{', '.join(WEIGHT_SOURCES)}.")
+        raise UserError(
+            f"Unknown weights source '{weights}'; use one of {', '.join(WEIGHT_SOURCES)}."
+        )
     if not timm.is_model(arch):
-        raise UserError(f"Unknown timm model '{arch}'; pick a file in conf/model/ or any name "
-                        "from timm.list_models().")
+        raise UserError(
+            f"Unknown timm model '{arch}'; pick a file in conf/model/ or any name "
+            "from timm.list_models()."
+        )
     kwargs: dict = {"num_classes": num_classes}
     if drop_rate is not None:
         kwargs["drop_rate"] = drop_rate
@@ -67,18 +71,23 @@ def _create(arch: str, num_classes: int, weights: str, weights_file: str | None,
         return _from_hub(arch, kwargs)
     if weights == "file":
         if not weights_file:
-            raise UserError("model.weights=file needs model.weights_file=PATH "
-                            "(a .pth or .safetensors state dict).")
+            raise UserError(
+                "model.weights=file needs model.weights_file=PATH "
+                "(a .pth or .safetensors state dict)."
+            )
         state = load_weights_file(weights_file)
     else:
         state = packaged_state_dict(arch)
     try:
         # timm drops the pretrained classifier when num_classes differs, and loads the rest.
-        return timm.create_model(arch, pretrained=True,
-                                 pretrained_cfg_overlay={"state_dict": state}, **kwargs)
+        return timm.create_model(
+            arch, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs
+        )
     except RuntimeError as e:
-        raise UserError(f"The weights do not fit '{arch}' ({str(e).splitlines()[0][:160]}); "
-                        "pick the model they were saved from, or model.weights=none.") from None
+        raise UserError(
+            f"The weights do not fit '{arch}' ({str(e).splitlines()[0][:160]}); "
+            "pick the model they were saved from, or model.weights=none."
+        ) from None
 
 
 def _from_hub(arch: str, kwargs: dict) -> nn.Module:
@@ -91,15 +100,19 @@ def _from_hub(arch: str, kwargs: dict) -> nn.Module:
         try:
             return timm.create_model(arch, pretrained=True, **kwargs)
         except Exception:
-            raise UserError(f"Hub weights for '{arch}' cannot be downloaded: no network; use "
-                            f"{_OFFLINE_CHOICES}.") from None
+            raise UserError(
+                f"Hub weights for '{arch}' cannot be downloaded: no network; use "
+                f"{_OFFLINE_CHOICES}."
+            ) from None
         finally:
             constants.HF_HUB_OFFLINE = saved
     try:
         return timm.create_model(arch, pretrained=True, **kwargs)
     except Exception as e:
-        raise UserError(f"Downloading hub weights for '{arch}' failed ({type(e).__name__}); "
-                        f"check the network or use {_OFFLINE_CHOICES}.") from None
+        raise UserError(
+            f"Downloading hub weights for '{arch}' failed ({type(e).__name__}); "
+            f"check the network or use {_OFFLINE_CHOICES}."
+        ) from None
 
 
 def _online(host: str = "huggingface.co", timeout: float = 3.0) -> bool:

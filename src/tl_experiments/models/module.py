@@ -36,8 +36,14 @@ class TransferModule(pl.LightningModule):
         label_smoothing: cross-entropy label smoothing.
     """
 
-    def __init__(self, backbone: nn.Module, strategy: Strategy, class_names: Sequence[str],
-                 scheduler: str = "cosine", label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        strategy: Strategy,
+        class_names: Sequence[str],
+        scheduler: str = "cosine",
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.strategy = strategy
@@ -47,26 +53,32 @@ class TransferModule(pl.LightningModule):
         self.stages = get_stages(backbone)
         apply_trainable(self.stages, strategy.trainable)
         # w0 = the weights the backbone starts from (pretrained), as buffers.
-        self.l2sp = L2SP(self.stages, strategy.l2sp_alpha, strategy.l2sp_beta) \
-            if strategy.uses_l2sp else None
+        self.l2sp = (
+            L2SP(self.stages, strategy.l2sp_alpha, strategy.l2sp_beta)
+            if strategy.uses_l2sp
+            else None
+        )
         n = len(self.class_names)
         self.train_acc = MulticlassAccuracy(n, average="micro")
         self.val_acc = MulticlassAccuracy(n, average="micro")
         self.test_acc = MulticlassAccuracy(n, average="micro")
         self.test_f1 = MulticlassF1Score(n, average="macro")
-        self.test_per_class = nn.ModuleDict({
-            "precision": MulticlassPrecision(n, average=None),
-            "recall": MulticlassRecall(n, average=None),
-            "f1": MulticlassF1Score(n, average=None),
-        })
+        self.test_per_class = nn.ModuleDict(
+            {
+                "precision": MulticlassPrecision(n, average=None),
+                "recall": MulticlassRecall(n, average=None),
+                "f1": MulticlassF1Score(n, average=None),
+            }
+        )
         self.test_confmat = MulticlassConfusionMatrix(n)
         self.meta: dict = {}  # arch, data config, run config: stored in every checkpoint
         self.channels_last = False  # see set_speed_options
         # True when batches hold cached pre-logits features (see cached_features.py).
         self.features_input = False
         # A schedule that changes the trainable stages later in the run.
-        self.unfreezes_later = bool(strategy.phases or strategy.unfreeze_every_n_epochs
-                                    or strategy.unfreeze_milestones)
+        self.unfreezes_later = bool(
+            strategy.phases or strategy.unfreeze_every_n_epochs or strategy.unfreeze_milestones
+        )
 
     def set_speed_options(self, channels_last: bool = False, compile: bool = False) -> None:
         """Opt-in speed options, each measured in scripts/bench.py before it became a default.
@@ -81,8 +93,11 @@ class TransferModule(pl.LightningModule):
             self.backbone.compile()
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["tl_experiments"] = {"class_names": self.class_names,
-                                        "strategy": self.strategy.name, **self.meta}
+        checkpoint["tl_experiments"] = {
+            "class_names": self.class_names,
+            "strategy": self.strategy.name,
+            **self.meta,
+        }
 
     def configure_callbacks(self) -> list[pl.Callback]:
         # The strategy's schedule (which stages train each epoch) travels with the module.
@@ -94,8 +109,9 @@ class TransferModule(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.features_input:  # the rest of timm's forward_head: dropout, classifier
-            x = F.dropout(x, p=float(getattr(self.backbone, "drop_rate", 0.0) or 0.0),
-                          training=self.training)
+            x = F.dropout(
+                x, p=float(getattr(self.backbone, "drop_rate", 0.0) or 0.0), training=self.training
+            )
             return self.backbone.get_classifier()(x)
         return self.backbone(x)
 
@@ -125,9 +141,11 @@ class TransferModule(pl.LightningModule):
         loss, logits, y = self._step(batch)
         if not torch.isfinite(loss):  # stop at once: later steps would only spread the NaN
             lrs = ", ".join(f"{g['name']}={g['lr']:.2g}" for g in self.optimizers().param_groups)
-            raise UserError(f"The loss became {loss.item()} at epoch {self.current_epoch}, "
-                            f"step {self.global_step}; lower the learning rate (strategy.lr, "
-                            f"now per stage {lrs}) or check the data for bad values.")
+            raise UserError(
+                f"The loss became {loss.item()} at epoch {self.current_epoch}, "
+                f"step {self.global_step}; lower the learning rate (strategy.lr, "
+                f"now per stage {lrs}) or check the data for bad values."
+            )
         self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
@@ -149,7 +167,12 @@ class TransferModule(pl.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
-        for metric in (self.test_acc, self.test_f1, self.test_confmat, *self.test_per_class.values()):
+        for metric in (
+            self.test_acc,
+            self.test_f1,
+            self.test_confmat,
+            *self.test_per_class.values(),
+        ):
             metric.update(logits, y)
         self.log("test/loss", loss, on_epoch=True)
 
@@ -174,8 +197,10 @@ class TransferModule(pl.LightningModule):
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
         elif self.scheduler_name == "onecycle":
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=[g["lr"] for g in groups], total_steps=total)
+                optimizer, max_lr=[g["lr"] for g in groups], total_steps=total
+            )
         else:
-            raise UserError(f"Unknown scheduler '{self.scheduler_name}'; use one of "
-                            f"{', '.join(SCHEDULERS)}.")
+            raise UserError(
+                f"Unknown scheduler '{self.scheduler_name}'; use one of {', '.join(SCHEDULERS)}."
+            )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

