@@ -4,6 +4,9 @@ The cache is used only when it cannot change the result: every stage below the c
 stays frozen for the whole run, frozen BatchNorm keeps its statistics (``train_bn`` off),
 the training images are deterministic (no random augmentation), and the head stage is the
 bare classifier (a VGG ``pre_logits`` MLP or a ViT ``fc_norm`` would train inside it).
+It is not used either when the trainer would step differently on one batch per epoch
+(gradient clipping, gradient accumulation, a limit on training batches, several devices):
+a cached split is served as one whole epoch per batch (``TransferModule.training_step``).
 """
 
 from __future__ import annotations
@@ -19,10 +22,25 @@ from tl_experiments.models.module import TransferModule
 
 __all__ = ["cache_blocker", "use_cached_features"]
 
+# Trainer arguments the cached path (one batch per epoch, manual optimisation) needs as is.
+_TRAINER_DEFAULTS = {
+    "devices": 1,
+    "num_nodes": 1,
+    "gradient_clip_val": None,
+    "accumulate_grad_batches": 1,
+    "limit_train_batches": 1.0,
+}
 
-def cache_blocker(module: TransferModule, dm: ImageDataModule) -> str | None:
+
+def cache_blocker(
+    module: TransferModule, dm: ImageDataModule, trainer_args: dict | None = None
+) -> str | None:
     """Why features cannot be cached for this run, or ``None`` when they can."""
     stages, strategy = module.stages, module.strategy
+    for key, default in _TRAINER_DEFAULTS.items():
+        value = (trainer_args or {}).get(key, default)
+        if value not in (default, str(default)):
+            return f"trainer.{key}={value} (the cached path needs {default})"
     if any(s.trainable for s in stages[:-1]) or module.unfreezes_later:
         return "stages below the head train"
     if strategy.train_bn:
@@ -38,14 +56,23 @@ def cache_blocker(module: TransferModule, dm: ImageDataModule) -> str | None:
 def use_cached_features(
     module: TransferModule, dm: ImageDataModule, cache: FeatureCache, key_parts: dict
 ) -> None:
-    """Replace every split of ``dm`` by its backbone features; the module then runs only
-    its classifier. Keys include the backbone's exact weights (the classifier excluded)."""
+    """Replace every split of ``dm`` by its backbone features (computed when the split is
+    first needed); the module then runs only its classifier. Keys include the backbone's
+    exact weights (the classifier excluded)."""
     head = set(module.stages[-1].param_names)
     body = {k: v for k, v in module.backbone.state_dict().items() if k not in head}
     digest = weights_digest(body)
+
+    def features(split: str):
+        def get():
+            images = dm.image_dataset(split)  # first: it may drop unreadable images
+            key = cache_key(weights=digest, split=split, indices=dm.splits[split], **key_parts)
+            return cache.get_or_compute(
+                key, lambda: extract_features(module.backbone, images, module.channels_last)
+            )
+
+        return get
+
     for split in ("train", "val", "test"):
-        images = dm.split_dataset(split)
-        key = cache_key(weights=digest, split=split, indices=dm.splits[split], **key_parts)
-        feats = cache.get_or_compute(key, lambda ds=images: extract_features(module.backbone, ds))
-        dm.use_features(split, feats)
-    module.features_input = True
+        dm.use_features(split, features(split))
+    module.use_cached_features(dm.batch_size, digest)

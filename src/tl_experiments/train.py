@@ -213,7 +213,7 @@ def _maybe_cache_features(cfg: DictConfig, module: TransferModule, dm, data_cfg:
     """Train the head on cached features when that cannot change the result."""
     if not cfg.feature_cache.enabled:
         return False
-    reason = cache_blocker(module, dm)
+    reason = cache_blocker(module, dm, OmegaConf.to_container(cfg.trainer, resolve=True))
     if reason is not None:
         log.info("Feature cache not used: %s.", reason)
         return False

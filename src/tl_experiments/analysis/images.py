@@ -26,7 +26,7 @@ def split_images(
     if limit is not None and limit < n:
         pick = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
     labels = torch.as_tensor(dm.image_set.labels[dm.splits[split][pick]], dtype=torch.long)
-    held = dm.datasets.get(split)
+    held = dm.image_datasets.get(split)
     if isinstance(held, TensorDataset) and held.tensors[0].dim() == 4:
         return held.tensors[0][torch.as_tensor(pick)], labels
     transform = dm.transforms["val" if split == "train" else split]  # never augmented

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from tl_experiments.data.sources import ImageSet
 from tl_experiments.errors import UserError
 
-__all__ = ["ImageDataModule", "ImageDataset", "to_pil"]
+__all__ = ["FeatureSplit", "ImageDataModule", "ImageDataset", "to_pil"]
 
 # Deterministic splits of at most this many bytes (as float tensors) are transformed once
 # and kept in memory, instead of decoding and resizing every image again every epoch.
@@ -59,12 +59,44 @@ class EpochSeededSampler(Sampler[int]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __iter__(self):
+    def order(self) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g).tolist())
+        return torch.randperm(self.n, generator=g)
+
+    def __iter__(self):
+        return iter(self.order().tolist())
 
     def __len__(self) -> int:
         return self.n
+
+
+class WholeEpochSampler(EpochSeededSampler):
+    """One item per epoch: the epoch's whole order (the same order as
+    :class:`EpochSeededSampler`'s, or ``0..n-1`` when not shuffling)."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
+        super().__init__(n, seed)
+        self.shuffle = shuffle
+
+    def __iter__(self):
+        return iter([self.order() if self.shuffle else torch.arange(self.n)])
+
+    def __len__(self) -> int:
+        return 1
+
+
+class FeatureSplit(Dataset):
+    """Cached features of a split, indexed by a whole epoch's order at once: a cached split
+    is served as one batch per epoch (see ``TransferModule.training_step``)."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        self.features, self.labels = features, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.features[order], self.labels[order]
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -96,15 +128,27 @@ class ImageDataModule(pl.LightningDataModule):
         }
         self.deterministic = {"train": not augment, "val": True, "test": True}
         self.img_size, self.batch_size, self.num_workers = img_size, batch_size, num_workers
-        self.datasets: dict[str, Dataset] = {}
+        self.image_datasets: dict[str, Dataset] = {}
+        self.datasets: dict[str, Dataset] = {}  # cached-feature splits
+        self.feature_sources: dict[str, Callable[[], torch.Tensor]] = {}  # see use_features
 
     @property
     def class_names(self) -> list[str]:
         return self.image_set.class_names
 
     def split_dataset(self, split: str) -> Dataset:
-        """The dataset of one split, precomputed as tensors when that is possible and cheap."""
+        """What the loaders serve for ``split``: its cached features (see ``use_features``)
+        or its images."""
+        if split not in self.feature_sources:
+            return self.image_dataset(split)
         if split not in self.datasets:
+            labels = torch.as_tensor(self.image_set.labels[self.splits[split]], dtype=torch.long)
+            self.datasets[split] = FeatureSplit(self.feature_sources[split](), labels)
+        return self.datasets[split]
+
+    def image_dataset(self, split: str) -> Dataset:
+        """The images of one split, precomputed as tensors when that is possible and cheap."""
+        if split not in self.image_datasets:
             idx = self.splits[split]
             if self.skip_bad_images:
                 idx = self._readable(split, idx)
@@ -115,8 +159,8 @@ class ImageDataModule(pl.LightningDataModule):
             if self.deterministic[split] and nbytes <= PRECOMPUTE_LIMIT_BYTES:
                 x = torch.stack([ds[i][0] for i in range(len(ds))])
                 ds = TensorDataset(x, torch.as_tensor(labels, dtype=torch.long))
-            self.datasets[split] = ds
-        return self.datasets[split]
+            self.image_datasets[split] = ds
+        return self.image_datasets[split]
 
     def _readable(self, split: str, idx: np.ndarray) -> np.ndarray:
         """Indices whose image decodes; the others are counted in ``skipped`` (opt-in)."""
@@ -133,10 +177,11 @@ class ImageDataModule(pl.LightningDataModule):
         self.splits[split] = np.asarray(keep)
         return self.splits[split]
 
-    def use_features(self, split: str, features: torch.Tensor) -> None:
-        """Serve precomputed backbone features instead of images for ``split``."""
-        labels = torch.as_tensor(self.image_set.labels[self.splits[split]], dtype=torch.long)
-        self.datasets[split] = TensorDataset(features, labels)
+    def use_features(self, split: str, features: Callable[[], torch.Tensor]) -> None:
+        """Serve backbone features instead of images for ``split``; ``features()`` is called
+        when the split is first needed (the test split's only when testing)."""
+        self.feature_sources[split] = features
+        self.datasets.pop(split, None)
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
@@ -145,6 +190,9 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.split_dataset(split)
+        if isinstance(ds, FeatureSplit):  # a whole epoch per batch; no workers needed
+            sampler = WholeEpochSampler(len(ds), self.seed, shuffle)
+            return DataLoader(ds, batch_size=None, sampler=sampler)
         sampler = EpochSeededSampler(len(ds), self.seed) if shuffle else None
         return DataLoader(
             ds,

@@ -52,12 +52,16 @@ def cache_key(**parts) -> str:
 
 
 @torch.no_grad()
-def extract_features(backbone: nn.Module, dataset: Dataset, batch_size: int = 128) -> torch.Tensor:
+def extract_features(
+    backbone: nn.Module, dataset: Dataset, channels_last: bool = False, batch_size: int = 128
+) -> torch.Tensor:
     """Pooled pre-logits features (what the classifier sees) for every item, in eval mode."""
     was_training = backbone.training
     backbone.eval()
     feats = []
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x = x.contiguous(memory_format=fmt)
         feats.append(backbone.forward_head(backbone.forward_features(x), pre_logits=True))
     backbone.train(was_training)
     return torch.cat(feats)

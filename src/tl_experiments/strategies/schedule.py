@@ -156,8 +156,10 @@ def _trained_since(phases: Sequence[Phase], epoch: int, g: int) -> int:
 def rescale_lrs(
     optimizer: Optimizer, schedulers: Sequence[LRScheduler], ratios: Sequence[float]
 ) -> None:
-    """Multiply group i's lr, now and in every later step, by ``ratios[i]`` (module doc)."""
-    for i, (group, r) in enumerate(zip(optimizer.param_groups, ratios, strict=True)):
+    """Multiply the lr of stage i's group, now and in every later step, by ``ratios[i]``
+    (module doc)."""
+    for i, group in enumerate(optimizer.param_groups):
+        r = ratios[group["stage"]]
         if r == 1.0:
             continue
         for key in _LR_KEYS:

@@ -154,6 +154,12 @@ def param_groups(stages: Sequence[Stage], strategy: Strategy) -> list[dict]:
     lrs = stage_lrs(strategy, len(stages))
     # weight_decay is 0 under L2-SP (enforced by Strategy): its penalty is the regulariser.
     return [
-        {"params": s.params, "lr": lr, "name": s.name, "weight_decay": strategy.weight_decay}
+        {
+            "params": s.params,
+            "lr": lr,
+            "name": s.name,
+            "stage": s.index,
+            "weight_decay": strategy.weight_decay,
+        }
         for s, lr in zip(stages, lrs, strict=True)
     ]

@@ -1,0 +1,138 @@
+"""The feature cache and the lean cached path (docs/speed.md): same result, less work."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+import torch
+
+from tl_experiments.cached_features import cache_blocker
+from tl_experiments.data import create_datamodule, load_image_set
+from tl_experiments.data.feature_cache import FeatureCache, cache_key
+from tl_experiments.errors import UserError
+from tl_experiments.models.checkpoint import load_checkpoint, module_from_checkpoint
+from tl_experiments.train import create_module, run
+
+# The cached path needs whole epochs (the debug trainer stops after 3 batches).
+WHOLE = [
+    "trainer.max_epochs=3",
+    "trainer.limit_train_batches=1.0",
+    "trainer.limit_val_batches=1.0",
+    "trainer.limit_test_batches=1.0",
+    "analysis.enabled=false",
+]
+
+
+def test_cached_run_matches_the_uncached_run(make_cfg, tmp_path: Path) -> None:
+    FeatureCache.clear_memory()
+    on, off = (
+        run(
+            make_cfg(
+                "strategy=feature_extraction",
+                *WHOLE,
+                f"feature_cache.enabled={flag}",
+                f"paths.output_dir={tmp_path / flag}",
+            )
+        )
+        for flag in ("true", "false")
+    )
+    assert on["feature_cache"] is True and off["feature_cache"] is False
+    assert on["test_acc"] == pytest.approx(off["test_acc"], abs=1e-6)
+    # Same minibatches, optimizer steps and schedule: the same curves, epoch by epoch.
+    assert len(on["history"]) == len(off["history"]) == 3
+    for a, b in zip(on["history"], off["history"], strict=True):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            assert a[key] == pytest.approx(b[key], abs=1e-4), key
+
+
+def test_cached_run_writes_full_checkpoints(make_cfg, tmp_path: Path) -> None:
+    cfg = make_cfg("strategy=feature_extraction", *WHOLE)
+    metrics = run(cfg)
+    assert metrics["feature_cache"] is True
+    for name in ("best.ckpt", "last.ckpt"):
+        ckpt = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / name)
+        assert "frozen_backbone" not in ckpt["tl_experiments"]  # completed at fit end
+        module = module_from_checkpoint(ckpt)  # strict load: every backbone weight is there
+        assert module.backbone.get_classifier().weight.abs().sum() > 0  # the trained head
+
+
+def test_head_only_checkpoint_fills_in_only_the_same_backbone(make_cfg) -> None:
+    cfg = make_cfg("strategy=feature_extraction", *WHOLE)
+    image_set = load_image_set(cfg.data.source)
+    module = create_module(cfg, len(image_set.class_names), image_set.class_names)
+    module.use_cached_features(16, "abc")
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    head = {f"backbone.{k}" for k in module.stages[-1].param_names}
+    assert set(ckpt["state_dict"]) == head  # the frozen body is left out
+    module.on_load_checkpoint(ckpt)
+    assert set(ckpt["state_dict"]) == set(module.state_dict())
+    module.on_save_checkpoint(ckpt)
+    module.frozen_digest = "other weights"
+    with pytest.raises(UserError, match="same model and weights"):
+        module.on_load_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        (["strategy=feature_extraction"], None),
+        (["strategy=full_ft"], "stages below the head train"),
+        (["strategy=lp_ft"], "stages below the head train"),  # unfreezes later
+        (["strategy=feature_extraction", "data.augment=true"], "random augmentation"),
+        (["strategy=feature_extraction", "strategy.train_bn=true"], "train_bn"),
+        (["strategy=feature_extraction", "trainer.limit_train_batches=3"], "limit_train"),
+        (["strategy=feature_extraction", "+trainer.gradient_clip_val=1.0"], "gradient_clip"),
+    ],
+)
+def test_cache_is_used_only_when_it_cannot_change_the_result(
+    make_cfg, overrides: list[str], reason: str | None
+) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = make_cfg(*WHOLE, *overrides)
+    image_set = load_image_set(cfg.data.source)
+    module = create_module(cfg, len(image_set.class_names), image_set.class_names)
+    dm, _ = create_datamodule(
+        image_set, module.backbone, cfg.model.img_size, augment=cfg.data.augment
+    )
+    got = cache_blocker(module, dm, OmegaConf.to_container(cfg.trainer, resolve=True))
+    assert (got is None) if reason is None else (reason in got)
+
+
+def test_cache_key_covers_what_changes_the_features() -> None:
+    base = dict(arch="a", weights="w", split="train", indices=[1, 2], transform={"size": 32})
+    key = cache_key(**base)
+    assert cache_key(**base) == key
+    for change in (
+        {"weights": "w2"},
+        {"arch": "b"},
+        {"indices": [1, 3]},
+        {"transform": {"size": 64}},
+        {"split": "val"},
+    ):
+        assert cache_key(**{**base, **change}) != key, change
+
+
+def _race(cache_dir: str, queue) -> None:
+    feats = FeatureCache(cache_dir).get_or_compute("k", lambda: torch.arange(200_000.0))
+    queue.put(float(feats.sum()))
+
+
+def test_disk_cache_is_shared_and_racing_writers_never_corrupt_it(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(str(tmp_path), queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    sums = [queue.get(timeout=5) for _ in procs]
+    assert len(set(sums)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["k.pt"]  # no temp file left behind
+    cache = FeatureCache(tmp_path)
+    FeatureCache.clear_memory()
+    feats = cache.get_or_compute("k", lambda: pytest.fail("recomputed"))  # read from disk
+    assert cache.hits == 1 and float(feats.sum()) == sums[0]
