@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -80,8 +81,11 @@ def framework_fit(cfg) -> float:
 def plain_fit(cfg) -> float:
     """The same work by hand: same model, data, batch size, AdamW groups, cosine, val."""
     module, dm, _ = build(cfg)
-    model = module.backbone
-    opt = torch.optim.AdamW(param_groups(module.stages, module.strategy))
+    model = module.backbone  # channels_last weights when the framework uses them
+    fmt = torch.channels_last if module.channels_last else torch.contiguous_format
+    opt = torch.optim.AdamW(
+        param_groups(module.stages, module.strategy), fused=module.fused_optimizer or None
+    )
     train, val = dm.train_dataloader(), dm.val_dataloader()
     epochs = cfg.trainer.max_epochs
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * len(train))
@@ -90,14 +94,17 @@ def plain_fit(cfg) -> float:
         train.sampler.set_epoch(epoch)
         model.train()
         for x, y in train:
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(x.contiguous(memory_format=fmt)), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
         model.eval()
         with torch.no_grad():
-            correct = sum((model(x).argmax(-1) == y).sum().item() for x, y in val)
+            correct = sum(
+                (model(x.contiguous(memory_format=fmt)).argmax(-1) == y).sum().item()
+                for x, y in val
+            )
         assert correct >= 0
     return time.perf_counter() - start
 
@@ -118,7 +125,7 @@ def median(fn, cfg, repeats: int) -> float:
 
 def section_framework(args) -> list[str]:
     rows = ["| input | framework img/s | plain loop img/s | ratio (time) |", "|---|---|---|---|"]
-    for size, epochs in ((64, args.epochs), (128, 1)):
+    for size, epochs in ((64, args.epochs), (128, args.epochs_128)):
         cfg = make_cfg(
             "strategy=full_ft",
             f"model.img_size={size}",
@@ -160,11 +167,15 @@ def section_cache(args) -> list[str]:
 
 
 def step_stats(overrides: list[str], steps: int, precision: str | None) -> dict:
-    """Median seconds per training step and peak RSS, in this (fresh) process."""
+    """Median seconds per training step, and the memory one step needs beyond the weights:
+    the tensors autograd saves for backward (counted once per storage, during a forward)
+    plus gradients and AdamW's two moments for the trainable parameters."""
     cfg = make_cfg(*overrides)
     module, dm, _ = build(cfg)
     module.train()
-    opt = torch.optim.AdamW(param_groups(module.stages, module.strategy))
+    opt = torch.optim.AdamW(
+        param_groups(module.stages, module.strategy), fused=module.fused_optimizer or None
+    )
     x, y = next(iter(dm.train_dataloader()))
     times = []
     for i in range(steps + 3):
@@ -176,8 +187,20 @@ def step_stats(overrides: list[str], steps: int, precision: str | None) -> dict:
         opt.step()
         if i >= 3:  # warm-up (and compilation) excluded
             times.append(time.perf_counter() - start)
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module._step((x, y))
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     return {
         "step_s": statistics.median(times),
+        "saved_mb": sum(saved.values()) / 2**20,
+        "state_mb": 3 * 4 * trainable / 2**20,  # grad + exp_avg + exp_avg_sq, float32
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -195,12 +218,17 @@ def run_step(overrides: list[str], steps: int, precision: str | None = None) -> 
 
 
 def section_partial(args) -> list[str]:
-    rows = ["| strategy | s/step | peak RSS (MB) |", "|---|---|---|"]
+    rows = [
+        "| strategy | trainable params | s/step | saved for backward (MB) "
+        "| grads + AdamW state (MB) | process peak RSS (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for strategy in ("full_ft", "partial_ft", "feature_extraction"):
         r = [run_step([f"strategy={strategy}"], args.steps) for _ in range(args.repeats)]
+        med = {k: statistics.median(x[k] for x in r) for k in r[0]}
         rows.append(
-            f"| {strategy} | {statistics.median(x['step_s'] for x in r):.3f} | "
-            f"{statistics.median(x['peak_mb'] for x in r):.0f} |"
+            f"| {strategy} | {med['state_mb'] * 2**20 / 12 / 1e6:.2f} M | {med['step_s']:.3f} "
+            f"| {med['saved_mb']:.0f} | {med['state_mb']:.1f} | {med['peak_mb']:.0f} |"
         )
     return rows
 
@@ -209,11 +237,18 @@ def section_options(args) -> list[str]:
     rows = ["| input | option | s/step off | s/step on | on / off |", "|---|---|---|---|---|"]
     options = {
         "channels_last": (["speed.channels_last=true"], None),
+        "fused AdamW": (["speed.fused_optimizer=true"], None),
         "bf16 autocast": ([], "bf16"),
         "torch.compile": (["speed.compile=true"], None),
     }
     for size in (64, 128):
-        base = ["strategy=full_ft", f"model.img_size={size}"]
+        # Every option off, then one at a time on.
+        base = [
+            "strategy=full_ft",
+            f"model.img_size={size}",
+            "speed.channels_last=false",
+            "speed.fused_optimizer=false",
+        ]
         off = statistics.median(run_step(base, args.steps)["step_s"] for _ in range(args.repeats))
         for name, (extra, precision) in options.items():
             if name == "torch.compile" and size != 64:
@@ -257,42 +292,56 @@ def section_parallel(args) -> list[str]:
     ]
 
 
+BEFORE_COMMIT = "e3d32b0"  # the core, before this speed work (feature cache etc.)
+
+
 def section_end_to_end(args) -> list[str]:
-    """The README's four-strategy comparison, end to end, before and after this work."""
+    """The README's comparison (four strategies, seed 0), end to end: the code as it was
+    before the speed work (a git worktree of BEFORE_COMMIT, its defaults: one job at a time)
+    against this code as the main command runs it (experiment=compare_strategies: parallel
+    jobs sharing the cores, feature cache, channels_last), analysis off (same work)."""
     root = Path(__file__).resolve().parents[1]
-    common = [
-        "-m",
-        "strategy=scratch,feature_extraction,partial_ft,full_ft",
-        "seed=0",
-        f"trainer.max_epochs={args.e2e_epochs}",
-        "analysis.enabled=false",
-    ]
+    strategies = ("scratch", "feature_extraction", "partial_ft", "full_ft")
+    common = ["-m", f"strategy={','.join(strategies)}", "seed=0"]
+    if args.e2e_epochs:
+        common.append(f"trainer.max_epochs={args.e2e_epochs}")
+    old = Path(tempfile.mkdtemp(prefix="tl-bench-before-")) / "src"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(old), BEFORE_COMMIT],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
     setups = {
-        "before: one job at a time, no feature cache": [
-            "hydra/launcher=basic",
-            "feature_cache.enabled=false",
-        ],
-        "after: two 1-thread jobs, feature cache": ["hydra/launcher=parallel"],
+        f"before: code at {BEFORE_COMMIT}, one job at a time": (old, []),
+        "after: the main command (parallel jobs, feature cache, channels_last)": (
+            root,
+            ["experiment=compare_strategies", "analysis.enabled=false"],
+        ),
     }
     rows = ["| setup | seconds | test acc (scratch, fe, partial, full) |", "|---|---|---|"]
     seconds = {}
-    for name, extra in setups.items():
-        sweep = Path(tempfile.mkdtemp(prefix="tl-bench-e2e-"))
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, str(root / "train.py"), *common, *extra, f"hydra.sweep.dir={sweep}"],
-            check=True,
-            capture_output=True,
-            cwd=root,
-        )
-        seconds[name] = time.perf_counter() - start
-        accs = {
-            json.loads(p.read_text())["strategy"]: json.loads(p.read_text())["test_acc"]
-            for p in sweep.rglob("metrics.json")
-        }
-        order = ("scratch", "feature_extraction", "partial_ft", "full_ft")
-        accs_text = ", ".join(f"{accs[k]:.3f}" if k in accs else "-" for k in order)
-        rows.append(f"| {name} | {seconds[name]:.0f} | {accs_text} |")
+    try:
+        for name, (code, extra) in setups.items():
+            sweep = Path(tempfile.mkdtemp(prefix="tl-bench-e2e-"))
+            env = {**os.environ, "PYTHONPATH": str(code / "src")}
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "train.py", *common, *extra, f"hydra.sweep.dir={sweep}"],
+                check=True,
+                capture_output=True,
+                cwd=code,
+                env=env,
+            )
+            seconds[name] = time.perf_counter() - start
+            accs = {}
+            for p in sweep.rglob("metrics.json"):
+                m = json.loads(p.read_text())
+                accs[m["strategy"]] = m["test_acc"]
+            accs_text = ", ".join(f"{accs[k]:.3f}" if k in accs else "-" for k in strategies)
+            rows.append(f"| {name} | {seconds[name]:.0f} | {accs_text} |")
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=root)
     before, after = seconds.values()
     rows.append(f"| speed-up | {before / after:.2f}x | |")
     return rows
@@ -301,34 +350,49 @@ def section_end_to_end(args) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and epochs")
+    parser.add_argument(
+        "--sections",
+        default="framework,cache,partial,options,parallel,e2e",
+        help="comma-separated subset of: framework,cache,partial,options,parallel,e2e",
+    )
     args = parser.parse_args()
     args.repeats = 1 if args.quick else 2
     args.epochs = 1 if args.quick else 3
+    args.epochs_128 = 1 if args.quick else 2
     args.steps = 5 if args.quick else 15
     args.cache_epochs = (2,) if args.quick else (10, 30)
-    args.e2e_epochs = 1 if args.quick else 4
+    args.e2e_epochs = 1 if args.quick else None  # None: the main command's own (15)
     torch.manual_seed(0)
     print(
         f"# Benchmark\n\nMachine: {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
         f"Python {platform.python_version()}. Medians of {args.repeats} repeats.\n"
     )
-    sections = [
-        (
+    sections = {
+        "framework": (
             "Full fine-tuning: framework vs plain PyTorch loop "
-            f"({args.epochs} epochs at 64 px, 1 at 128 px, of 500 images + validation)",
+            f"({args.epochs} epochs at 64 px, {args.epochs_128} at 128 px, "
+            "of 500 images + validation)",
             section_framework,
         ),
-        ("Feature extraction: cached vs uncached features, whole run", section_cache),
-        ("Partial vs full fine-tuning: one training step (batch 32, 64 px)", section_partial),
-        ("Speed options, full fine-tuning step (batch 32)", section_options),
-        ("A sweep's jobs on 2 cores: parallel vs sequential", section_parallel),
-        (
-            f"The four-strategy comparison, end to end ({args.e2e_epochs} epochs each, seed 0)",
+        "cache": ("Feature extraction: cached vs uncached features, whole fit", section_cache),
+        "partial": (
+            "Partial vs full fine-tuning: one training step (batch 32, 64 px)",
+            section_partial,
+        ),
+        "options": ("Speed options, full fine-tuning step (batch 32)", section_options),
+        "parallel": ("A sweep's jobs on 2 cores: parallel vs sequential", section_parallel),
+        "e2e": (
+            "The four-strategy comparison, end to end "
+            f"({args.e2e_epochs or 'the default 15'} epochs each, seed 0)",
             section_end_to_end,
         ),
-    ]
-    for title, fn in sections:
+    }
+    wanted = [k.strip() for k in args.sections.split(",")]
+    unknown = set(wanted) - set(sections)
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; use {', '.join(sections)}")
+    for title, fn in (sections[k] for k in wanted):
         start = time.perf_counter()
         rows = fn(args)
         print(

@@ -136,3 +136,42 @@ def test_disk_cache_is_shared_and_racing_writers_never_corrupt_it(tmp_path: Path
     FeatureCache.clear_memory()
     feats = cache.get_or_compute("k", lambda: pytest.fail("recomputed"))  # read from disk
     assert cache.hits == 1 and float(feats.sum()) == sums[0]
+
+
+def test_parallel_jobs_split_the_cores_among_those_running(tmp_path: Path) -> None:
+    from tl_experiments.callbacks.core_share import CoreShare, running_jobs
+
+    before = torch.get_num_threads()
+    a, b = CoreShare(tmp_path, cores=4), CoreShare(tmp_path, cores=4)
+    torch.set_num_threads(2)
+    try:
+        a.claim()
+        assert running_jobs(tmp_path) == 1
+        assert a.rebalance() == 2  # more threads only when seen twice in a row
+        assert a.rebalance() == 4
+        b.claim()  # a second job starts: fewer threads at once
+        assert running_jobs(tmp_path) == 2 and a.rebalance() == 2
+        b.release()  # it ends: the job still running takes the whole machine
+        assert running_jobs(tmp_path) == 1 and a.rebalance() == 2 and a.rebalance() == 4
+    finally:
+        a.release()
+        b.release()
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+def test_bench_prints_its_tables() -> None:
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/bench.py"), "--quick", "--sections", "cache,partial"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| epochs | cached (s) | uncached (s) |" in proc.stdout
+    assert "| partial_ft |" in proc.stdout

@@ -121,6 +121,7 @@ def _datamodule(ckpt: dict, images: ImageSet, data: Mapping) -> ImageDataModule:
         augment=False,
         img_size=img_size,
         batch_size=data.get("batch_size", 32),
+        eval_batch_size=data.get("eval_batch_size"),
         num_workers=data.get("num_workers", 0),
     )
 

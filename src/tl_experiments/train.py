@@ -17,7 +17,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 
 from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.cached_features import cache_blocker, use_cached_features
-from tl_experiments.callbacks import EpochHistory
+from tl_experiments.callbacks import CoreShare, EpochHistory
 from tl_experiments.data import create_datamodule, load_image_set
 from tl_experiments.data.feature_cache import FeatureCache
 from tl_experiments.errors import UserError
@@ -45,11 +45,17 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
     )
     module = TransferModule(backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing)
     speed = cfg.get("speed") or {}
-    module.set_speed_options(bool(speed.get("channels_last")), bool(speed.get("compile")))
+    module.set_speed_options(
+        bool(speed.get("channels_last")),
+        bool(speed.get("compile")),
+        bool(speed.get("fused_optimizer")),
+    )
     return module
 
 
-def create_trainer(cfg: DictConfig, out: Path, history: EpochHistory) -> pl.Trainer:
+def create_trainer(
+    cfg: DictConfig, out: Path, history: EpochHistory, *extra: pl.Callback
+) -> pl.Trainer:
     """Trainer with checkpoints (best + last), lr monitor and TensorBoard in the run folder."""
     if cfg.trainer.get("max_epochs", 1) <= 0:
         raise UserError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be positive.")
@@ -62,7 +68,7 @@ def create_trainer(cfg: DictConfig, out: Path, history: EpochHistory) -> pl.Trai
         enable_version_counter=False,
     )
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
-    callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch"), history]
+    callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch"), history, *extra]
     return pl.Trainer(
         **OmegaConf.to_container(cfg.trainer, resolve=True),
         logger=logger,
@@ -83,6 +89,15 @@ def run(cfg: DictConfig) -> dict:
         return json.loads((out / "metrics.json").read_text())
     (out / "error.json").unlink(missing_ok=True)  # a re-run replaces an earlier failure
     set_threads(cfg.get("threads") or _parallel_share())
+    share = _core_share(cfg)
+    try:
+        return _run(cfg, out, share)
+    finally:
+        if share:
+            share.release()
+
+
+def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
     gpu_slot = _maybe_claim_gpu(cfg)
     started_at = time.time()
     pl.seed_everything(cfg.seed, workers=True)
@@ -112,7 +127,7 @@ def run(cfg: DictConfig) -> dict:
 
     history = EpochHistory()
     _ddp_children_run_this_job_only(out)
-    trainer = create_trainer(cfg, out, history)
+    trainer = create_trainer(cfg, out, history, *([share] if share else []))
     trainer.logger.experiment.add_text("model_summary", f"```\n{summary}\n```")
     try:
         return _fit_test_write(
@@ -289,6 +304,19 @@ def set_threads(n: int | None) -> None:
     """Limit torch's intra-op threads (parallel sweep jobs must not oversubscribe cores)."""
     if n:
         torch.set_num_threads(int(n))
+
+
+def _core_share(cfg: DictConfig) -> CoreShare | None:
+    """Parallel CPU jobs (joblib launcher) with no fixed ``threads`` split the cores among
+    the jobs running at the moment (callbacks/core_share.py)."""
+    if cfg.get("threads") or _parallel_share() is None:
+        return None
+    accelerator = cfg.trainer.get("accelerator")
+    if not (accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.device_count())):
+        return None
+    share = CoreShare(cfg.get("cpu_lock_dir") or "/tmp/tl_experiments_cpu_slots")
+    share.claim()
+    return share
 
 
 def _maybe_claim_gpu(cfg: DictConfig) -> int | None:

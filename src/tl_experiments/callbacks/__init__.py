@@ -1,6 +1,7 @@
-"""Lightning callbacks: epoch history, and the fine-tuning schedules."""
+"""Lightning callbacks: epoch history, the fine-tuning schedules, core sharing."""
 
+from tl_experiments.callbacks.core_share import CoreShare
 from tl_experiments.callbacks.history import EpochHistory
 from tl_experiments.callbacks.unfreeze import StageSchedule
 
-__all__ = ["EpochHistory", "StageSchedule"]
+__all__ = ["CoreShare", "EpochHistory", "StageSchedule"]

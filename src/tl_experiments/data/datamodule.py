@@ -111,6 +111,7 @@ class ImageDataModule(pl.LightningDataModule):
         augment: bool,
         img_size: int,
         batch_size: int = 32,
+        eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
         skip_bad_images: bool = False,
@@ -128,6 +129,9 @@ class ImageDataModule(pl.LightningDataModule):
         }
         self.deterministic = {"train": not augment, "val": True, "test": True}
         self.img_size, self.batch_size, self.num_workers = img_size, batch_size, num_workers
+        # Evaluation keeps no activations for backward, so it affords larger batches (faster
+        # per image on CPU); the results do not depend on the batch size.
+        self.eval_batch_size = eval_batch_size or 4 * batch_size
         self.image_datasets: dict[str, Dataset] = {}
         self.datasets: dict[str, Dataset] = {}  # cached-feature splits
         self.feature_sources: dict[str, Callable[[], torch.Tensor]] = {}  # see use_features
@@ -196,7 +200,7 @@ class ImageDataModule(pl.LightningDataModule):
         sampler = EpochSeededSampler(len(ds), self.seed) if shuffle else None
         return DataLoader(
             ds,
-            batch_size=self.batch_size,
+            batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

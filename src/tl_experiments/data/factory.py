@@ -28,6 +28,7 @@ def create_datamodule(
     test_fraction: float = 0.2,
     split_seed: int = 0,
     batch_size: int = 32,
+    eval_batch_size: int | None = None,
     num_workers: int = 0,
     augment: bool = False,
     crop_pct: float = 1.0,
@@ -58,9 +59,10 @@ def create_datamodule(
         eval_tf,
         augment,
         img_size,
-        batch_size,
-        num_workers,
-        seed,
-        skip_bad_images,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        num_workers=num_workers,
+        seed=seed,
+        skip_bad_images=skip_bad_images,
     )
     return dm, data_cfg

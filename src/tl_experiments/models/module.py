@@ -76,6 +76,7 @@ class TransferModule(pl.LightningModule):
         self.test_confmat = MulticlassConfusionMatrix(n)
         self.meta: dict = {}  # arch, data config, run config: stored in every checkpoint
         self.channels_last = False  # see set_speed_options
+        self.fused_optimizer = False
         # True when batches hold cached pre-logits features (see use_cached_features).
         self.features_input = False
         self.feature_batch_size = 0
@@ -85,13 +86,17 @@ class TransferModule(pl.LightningModule):
             strategy.phases or strategy.unfreeze_every_n_epochs or strategy.unfreeze_milestones
         )
 
-    def set_speed_options(self, channels_last: bool = False, compile: bool = False) -> None:
-        """Opt-in speed options, each measured in scripts/bench.py before it became a default.
+    def set_speed_options(
+        self, channels_last: bool = False, compile: bool = False, fused_optimizer: bool = False
+    ) -> None:
+        """Speed options, each measured in scripts/bench.py before it became a default.
 
         ``compile`` compiles the backbone in place (``nn.Module.compile``), so parameter
-        names and checkpoints stay the same.
+        names and checkpoints stay the same. ``fused_optimizer`` uses AdamW's fused kernel
+        (one pass over all parameters instead of a chain of per-tensor ops).
         """
         self.channels_last = channels_last
+        self.fused_optimizer = fused_optimizer
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if compile:
@@ -279,7 +284,9 @@ class TransferModule(pl.LightningModule):
         if self.features_input:  # only the head ever trains (cache_blocker); an optimizer
             # step over the frozen stages' empty groups would cost more than the head's own
             groups = [g for g in groups if g["stage"] == self.stages[-1].index]
-        optimizer = torch.optim.AdamW(groups, lr=self.strategy.lr)
+        optimizer = torch.optim.AdamW(
+            groups, lr=self.strategy.lr, fused=self.fused_optimizer or None
+        )
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         if self.features_input:  # a batch is a whole epoch: ceil(n / batch size) steps
             n = len(self.trainer.train_dataloader.dataset)
