@@ -134,6 +134,7 @@ def section_framework(args) -> list[str]:
         )
         n = epochs * 500
         times_fw, times_plain = [], []
+        plain_fit(cfg)  # warm-up: oneDNN builds its kernels for these shapes once a process
         for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
             times_fw.append(framework_fit(cfg))
             times_plain.append(plain_fit(cfg))
@@ -147,6 +148,7 @@ def section_cache(args) -> list[str]:
         "| epochs | cached (s) | uncached (s) | uncached / cached | floor (s) | cached / floor |",
         "|---|---|---|---|---|---|",
     ]
+    floor_seconds(make_cfg())  # warm-up (oneDNN kernels for these shapes)
     floor = median(floor_seconds, make_cfg(), args.repeats)
     for epochs in args.cache_epochs:
         times = {}

@@ -110,8 +110,18 @@ def test_bad_input_is_one_sentence_and_writes_nothing(make_cfg, fixtures, case: 
     assert not (out / "checkpoints").exists()
 
 
-def test_unreadable_images_can_be_skipped_and_counted(make_cfg, fixtures) -> None:
+# The cached path (feature_extraction on whole epochs) drops the image before extracting.
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["strategy=partial_ft"],
+        ["strategy=feature_extraction", "trainer.limit_train_batches=1.0"]
+        + [f"trainer.limit_{s}_batches=1.0" for s in ("val", "test")],
+    ],
+)
+def test_unreadable_images_can_be_skipped_and_counted(make_cfg, fixtures, extra) -> None:
     cfg = make_cfg(
+        *extra,
         "data=image_folder",
         f"data.root={fixtures['@broken']}",
         "data.samples_per_class=null",
@@ -121,6 +131,7 @@ def test_unreadable_images_can_be_skipped_and_counted(make_cfg, fixtures) -> Non
     )
     metrics = run(cfg)
     assert sum(metrics["skipped_images"].values()) == 1
+    assert metrics["feature_cache"] is (extra[0] == "strategy=feature_extraction")
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,15 @@ def test_cached_run_writes_full_checkpoints(make_cfg, tmp_path: Path) -> None:
         assert module.backbone.get_classifier().weight.abs().sum() > 0  # the trained head
 
 
-def test_head_only_checkpoint_fills_in_only_the_same_backbone(make_cfg) -> None:
+def test_finished_cached_run_resumes_from_its_full_checkpoint(make_cfg) -> None:
+    cfg = make_cfg("strategy=feature_extraction", *WHOLE)
+    first = run(cfg)
+    # Resuming a finished fit: nothing left to train, and its checkpoints are already full.
+    again = run(make_cfg("strategy=feature_extraction", *WHOLE, "ckpt_path=last"))
+    assert again["test_acc"] == first["test_acc"]
+
+
+def test_head_only_checkpoint_fills_in_only_the_same_backbone(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg("strategy=feature_extraction", *WHOLE)
     image_set = load_image_set(cfg.data.source)
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
@@ -70,6 +78,9 @@ def test_head_only_checkpoint_fills_in_only_the_same_backbone(make_cfg) -> None:
     module.on_load_checkpoint(ckpt)
     assert set(ckpt["state_dict"]) == set(module.state_dict())
     module.on_save_checkpoint(ckpt)
+    torch.save(ckpt, tmp_path / "head.ckpt")
+    with pytest.raises(UserError, match="only the head"):  # eval/predict/export say why
+        load_checkpoint(tmp_path / "head.ckpt")
     module.frozen_digest = "other weights"
     with pytest.raises(UserError, match="same model and weights"):
         module.on_load_checkpoint(ckpt)

@@ -5,7 +5,7 @@ stays frozen for the whole run, frozen BatchNorm keeps its statistics (``train_b
 the training images are deterministic (no random augmentation), and the head stage is the
 bare classifier (a VGG ``pre_logits`` MLP or a ViT ``fc_norm`` would train inside it).
 It is not used either when the trainer would step differently on one batch per epoch
-(gradient clipping, gradient accumulation, a limit on training batches, several devices):
+(gradient clipping, gradient accumulation, a limit on batches, several devices):
 a cached split is served as one whole epoch per batch (``TransferModule.training_step``).
 """
 
@@ -29,6 +29,11 @@ _TRAINER_DEFAULTS = {
     "gradient_clip_val": None,
     "accumulate_grad_batches": 1,
     "limit_train_batches": 1.0,
+    "limit_val_batches": 1.0,
+    "limit_test_batches": 1.0,
+    "val_check_interval": 1.0,
+    "overfit_batches": 0.0,
+    "max_steps": -1,
 }
 
 
@@ -39,12 +44,15 @@ def cache_blocker(
     stages, strategy = module.stages, module.strategy
     for key, default in _TRAINER_DEFAULTS.items():
         value = (trainer_args or {}).get(key, default)
-        if value not in (default, str(default)):
+        # By type too: Lightning reads limit_train_batches=1 (int) as one batch.
+        if type(value) is not type(default) or value != default:
             return f"trainer.{key}={value} (the cached path needs {default})"
     if any(s.trainable for s in stages[:-1]) or module.unfreezes_later:
         return "stages below the head train"
     if strategy.train_bn:
         return "train_bn updates frozen BatchNorm statistics"
+    if module.l2sp is not None:
+        return "the L2-SP penalty is added on the image path only"
     if not dm.deterministic["train"]:
         return "random augmentation changes the training images every epoch"
     head_ids = {id(p) for p in stages[-1].params}
@@ -65,10 +73,14 @@ def use_cached_features(
 
     def features(split: str):
         def get():
-            images = dm.image_dataset(split)  # first: it may drop unreadable images
+            if dm.skip_bad_images:
+                dm.image_dataset(split)  # drops unreadable images: the key needs the rest
             key = cache_key(weights=digest, split=split, indices=dm.splits[split], **key_parts)
             return cache.get_or_compute(
-                key, lambda: extract_features(module.backbone, images, module.channels_last)
+                key,
+                lambda: extract_features(
+                    module.backbone, dm.image_dataset(split), module.channels_last
+                ),
             )
 
         return get

@@ -314,8 +314,12 @@ def _core_share(cfg: DictConfig) -> CoreShare | None:
     accelerator = cfg.trainer.get("accelerator")
     if not (accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.device_count())):
         return None
-    share = CoreShare(cfg.get("cpu_lock_dir") or "/tmp/tl_experiments_cpu_slots")
-    share.claim()
+    share = CoreShare(cfg.get("cpu_lock_dir") or f"/tmp/tl_experiments_cpu_slots_{os.getuid()}")
+    try:
+        share.claim()
+    except OSError as e:  # e.g. a lock folder this user may not write: keep the fixed share
+        log.warning("Core sharing off (%s); this job keeps %d threads.", e, torch.get_num_threads())
+        return None
     return share
 
 

@@ -33,8 +33,8 @@ def running_jobs(lock_dir: Path) -> int:
     held = 0
     for path in lock_dir.glob("job*.lock"):
         with open(path, "a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:  # shared: two jobs probing a free slot at once do not see each other
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
                 held += 1
             else:
@@ -66,7 +66,9 @@ class CoreShare(pl.Callback):
 
     def release(self) -> None:
         if self._slot is not None:
-            self._slot.close()  # closing drops the flock
+            # Unlock first: a forked DataLoader worker may still hold the file open.
+            fcntl.flock(self._slot, fcntl.LOCK_UN)
+            self._slot.close()
             self._slot = None
 
     def rebalance(self) -> int:

@@ -129,8 +129,8 @@ class ImageDataModule(pl.LightningDataModule):
         }
         self.deterministic = {"train": not augment, "val": True, "test": True}
         self.img_size, self.batch_size, self.num_workers = img_size, batch_size, num_workers
-        # Evaluation keeps no activations for backward, so it affords larger batches (faster
-        # per image on CPU); the results do not depend on the batch size.
+        # Evaluation keeps no activations for backward, so it usually affords larger batches
+        # (faster per image on CPU); the results do not depend on the batch size.
         self.eval_batch_size = eval_batch_size or 4 * batch_size
         self.image_datasets: dict[str, Dataset] = {}
         self.datasets: dict[str, Dataset] = {}  # cached-feature splits
@@ -146,8 +146,9 @@ class ImageDataModule(pl.LightningDataModule):
         if split not in self.feature_sources:
             return self.image_dataset(split)
         if split not in self.datasets:
+            features = self.feature_sources[split]()  # first: it may drop unreadable images
             labels = torch.as_tensor(self.image_set.labels[self.splits[split]], dtype=torch.long)
-            self.datasets[split] = FeatureSplit(self.feature_sources[split](), labels)
+            self.datasets[split] = FeatureSplit(features, labels)
         return self.datasets[split]
 
     def image_dataset(self, split: str) -> Dataset:

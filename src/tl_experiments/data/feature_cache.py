@@ -60,7 +60,10 @@ def extract_features(
     backbone.eval()
     feats = []
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    for x, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    # Its own generator: a DataLoader otherwise draws a seed from the global RNG, and a
+    # cache hit (no extraction) would then leave dropout masks other than a miss does.
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator())
+    for x, _ in loader:
         x = x.contiguous(memory_format=fmt)
         feats.append(backbone.forward_head(backbone.forward_features(x), pre_logits=True))
     backbone.train(was_training)

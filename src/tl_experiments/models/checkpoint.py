@@ -50,6 +50,13 @@ def load_checkpoint(path: str | Path) -> dict:
             f"'{path}' is not a tl_experiments checkpoint (no 'tl_experiments' "
             "entry); pass a checkpoint written by train.py."
         )
+    if "frozen_backbone" in meta:
+        raise UserError(
+            f"Checkpoint '{path}' holds only the head of a feature-cached run that did not "
+            "finish (the frozen backbone is written in at the end of fit); finish that run "
+            "with the same command plus ckpt_path=last hydra.run.dir=<its run folder>, "
+            "then use its checkpoint."
+        )
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise UserError(

@@ -142,8 +142,21 @@ class TransferModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         digest = checkpoint.get("tl_experiments", {}).get("frozen_backbone")
+        resuming = self._trainer is not None and self.trainer.state.fn == "fit"
         if digest is None:
+            groups = [len(s["param_groups"]) for s in checkpoint.get("optimizer_states", [])]
+            if resuming and self.features_input and groups and groups[0] != 1:
+                raise UserError(
+                    "This run trains on cached features (only the head in the optimizer), "
+                    "but the checkpoint comes from a run that trained on images; resume "
+                    "with that run's settings (e.g. feature_cache.enabled=false)."
+                )
             return
+        if self.frozen_digest is None:
+            raise UserError(
+                "This checkpoint holds only the head of a feature-cached run, and this run "
+                "does not use the feature cache; resume with that run's settings."
+            )
         if digest != self.frozen_digest:
             raise UserError(
                 "This checkpoint holds only the head of a feature-cached run, and this "
@@ -159,6 +172,8 @@ class TransferModule(pl.LightningModule):
             return
         for path in {ckpt_cb.best_model_path, ckpt_cb.last_model_path} - {""}:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            if "frozen_backbone" not in ckpt["tl_experiments"]:
+                continue  # already full (a resumed fit with nothing left to do)
             self.on_load_checkpoint(ckpt)
             del ckpt["tl_experiments"]["frozen_backbone"]
             write_atomic(Path(path), lambda tmp, c=ckpt: torch.save(c, tmp))
@@ -232,6 +247,9 @@ class TransferModule(pl.LightningModule):
             correct += (logits.detach().argmax(-1) == yb).sum()  # = micro accuracy
         for name, total in (("train/loss", loss_sum), ("train/acc", correct)):
             self.log(name, total / len(y), on_step=False, on_epoch=True, prog_bar=True)
+        # Lightning logs (self.log, LearningRateMonitor) at its count of batches; counting
+        # this epoch's minibatches keeps the x axis in optimizer steps, as on the image path.
+        self.trainer.fit_loop.epoch_loop._batches_that_stepped += math.ceil(len(y) / n) - 1
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
         if self.features_input:

@@ -65,6 +65,11 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
             f"({type(e).__name__}); convert it to .safetensors or re-save it with "
             "torch.save(model.state_dict())."
         ) from None
+    if isinstance(obj, dict) and "frozen_backbone" in (obj.get("tl_experiments") or {}):
+        raise UserError(
+            f"'{path}' holds only the head of a feature-cached run that did not finish; "
+            "finish that run (ckpt_path=last) and use its checkpoint."
+        )
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

@@ -159,7 +159,7 @@ def rescale_lrs(
     """Multiply the lr of stage i's group, now and in every later step, by ``ratios[i]``
     (module doc)."""
     for i, group in enumerate(optimizer.param_groups):
-        r = ratios[group["stage"]]
+        r = ratios[group.get("stage", i)]  # groups of older checkpoints lack "stage"
         if r == 1.0:
             continue
         for key in _LR_KEYS:
