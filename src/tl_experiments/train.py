@@ -64,7 +64,9 @@ def create_trainer(
         filename="best",
         monitor="val/acc",
         mode="max",
-        save_last=True,
+        # Lightning writes last.ckpt only in an epoch that also wrote best.ckpt, so the two
+        # hold the same state: "link" makes last a symlink instead of a second full write.
+        save_last="link",
         enable_version_counter=False,
     )
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)

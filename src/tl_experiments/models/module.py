@@ -171,6 +171,8 @@ class TransferModule(pl.LightningModule):
         if not (self.features_input and ckpt_cb is not None and self.trainer.is_global_zero):
             return
         for path in {ckpt_cb.best_model_path, ckpt_cb.last_model_path} - {""}:
+            if Path(path).is_symlink():
+                continue  # last.ckpt -> best.ckpt: the target is written
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             if "frozen_backbone" not in ckpt["tl_experiments"]:
                 continue  # already full (a resumed fit with nothing left to do)
