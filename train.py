@@ -9,13 +9,16 @@ import hydra
 from omegaconf import DictConfig
 
 from tl_experiments.cli import guarded, preflight, register_resolvers
-from tl_experiments.train import run
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    # Imported here: a multirun's launcher process only dispatches jobs, so it skips
+    # importing torch and Lightning (about 4 s on 2 cores); each job imports them.
+    from tl_experiments.train import run
+
     metrics = guarded(run, cfg)
     # Returned for sweepers that optimise a value (Optuna): best validation accuracy.
     # A failed job returns None: hydra-optuna-sweeper records that as a failed trial and

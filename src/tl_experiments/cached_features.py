@@ -47,6 +47,9 @@ def cache_blocker(
         # By type too: Lightning reads limit_train_batches=1 (int) as one batch.
         if type(value) is not type(default) or value != default:
             return f"trainer.{key}={value} (the cached path needs {default})"
+    precision = str((trainer_args or {}).get("precision", "32-true"))
+    if precision.startswith("16"):
+        return f"trainer.precision={precision} (fp16 needs a loss scaler at every step)"
     if any(s.trainable for s in stages[:-1]) or module.unfreezes_later:
         return "stages below the head train"
     if strategy.train_bn:

@@ -18,6 +18,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.cached_features import cache_blocker, use_cached_features
 from tl_experiments.callbacks import CoreShare, EpochHistory
+from tl_experiments.checkpoint_io import LocalFileCheckpointIO
 from tl_experiments.data import create_datamodule, load_image_set
 from tl_experiments.data.feature_cache import FeatureCache
 from tl_experiments.errors import UserError
@@ -71,8 +72,10 @@ def create_trainer(
     )
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
     callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch"), history, *extra]
+    args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    args.setdefault("plugins", [LocalFileCheckpointIO()])  # unless the config sets its own
     return pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        **args,
         logger=logger,
         callbacks=callbacks,
         default_root_dir=str(out),
