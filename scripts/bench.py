@@ -167,11 +167,13 @@ def section_cache(args) -> list[str]:
     # imports what Lightning loads lazily (TensorBoard's writer etc.), once a process.
     floor_seconds(make_cfg())
     fresh_fit(cfg(2, "true"))
-    floor = median(floor_seconds, make_cfg(), args.repeats)
+    # The floor and the cached fits take seconds: more repeats steady their ratio.
+    cheap = 1 if args.quick else 5
+    floor = median(floor_seconds, make_cfg(), cheap)
     for epochs in args.cache_epochs:
         times = {}
-        for enabled in ("true", "false"):
-            times[enabled] = median(fresh_fit, cfg(epochs, enabled), args.repeats)
+        for enabled, repeats in (("true", cheap), ("false", args.repeats)):
+            times[enabled] = median(fresh_fit, cfg(epochs, enabled), repeats)
         c, u = times["true"], times["false"]
         rows.append(
             f"| {epochs} | {c:.2f} | {u:.1f} | {u / c:.1f}x | {floor:.2f} | {c / floor:.2f} |"

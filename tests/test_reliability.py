@@ -164,6 +164,27 @@ def test_non_finite_loss_stops_the_run(make_cfg) -> None:
         trainer.fit(module, train_dataloaders=loader)
 
 
+def test_non_finite_loss_stops_a_run_on_cached_features(make_cfg) -> None:
+    from tl_experiments.data.datamodule import FeatureSplit, WholeEpochSampler
+    from tl_experiments.train import create_module
+
+    module = create_module(make_cfg("strategy=feature_extraction"), 2, ["a", "b"])
+    module.use_cached_features(batch_size=4, frozen_digest="test")
+    features = torch.full((8, module.backbone.num_features), float("nan"))
+    split = FeatureSplit(features, torch.zeros(8, dtype=torch.long))
+    loader = DataLoader(split, batch_size=None, sampler=WholeEpochSampler(8, 0, shuffle=True))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    # Checked once per epoch of features: the run stops in its first epoch, after 2 steps.
+    with pytest.raises(UserError, match=r"loss became nan at epoch 0, step 2; lower the learning"):
+        trainer.fit(module, train_dataloaders=loader)
+
+
 def test_same_seed_same_metrics(make_cfg, tmp_path: Path) -> None:
     a = run(make_cfg("strategy=full_ft", f"paths.output_dir={tmp_path / 'a'}"))
     b = run(make_cfg("strategy=full_ft", f"paths.output_dir={tmp_path / 'b'}"))

@@ -13,7 +13,6 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
-from pytorch_lightning.loggers import TensorBoardLogger
 
 from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.cached_features import cache_blocker, use_cached_features
@@ -26,6 +25,7 @@ from tl_experiments.models import create_backbone, stage_summary
 from tl_experiments.models.module import TransferModule
 from tl_experiments.outputs import write_json_atomic, write_test_files
 from tl_experiments.strategies import Strategy
+from tl_experiments.tensorboard import RunLogger
 
 __all__ = ["run"]
 
@@ -70,7 +70,7 @@ def create_trainer(
         save_last="link",
         enable_version_counter=False,
     )
-    logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
+    logger = RunLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
     callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch"), history, *extra]
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
     args.setdefault("plugins", [LocalFileCheckpointIO()])  # unless the config sets its own

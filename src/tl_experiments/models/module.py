@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +28,27 @@ from tl_experiments.strategies import L2SP, Strategy, apply_trainable, param_gro
 __all__ = ["TransferModule", "SCHEDULERS"]
 
 SCHEDULERS = ("cosine", "onecycle", "constant")
+
+
+def _skip_failing_nvml_probe() -> None:
+    """Make ``torch.cuda.is_available()`` cheap again where NVIDIA's NVML library is absent.
+
+    Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (lightning_fabric/__init__.py) so
+    that the check asks NVML instead of initialising CUDA. Without libnvidia-ml (no NVIDIA
+    driver, e.g. a CPU machine) torch then tries to load it on every call, fails, and falls
+    back to the CUDA runtime's count anyway: about 0.2 ms a call, never cached, and AdamW
+    makes that call at every step (5% of a cached feature-extraction run). Without the
+    library the flag changes no answer, so it is dropped.
+    """
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1":
+        return
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
+
+
+_skip_failing_nvml_probe()
 
 
 class TransferModule(pl.LightningModule):
@@ -118,6 +141,7 @@ class TransferModule(pl.LightningModule):
         self.frozen_digest = frozen_digest
         self.automatic_optimization = False
         self.backbone.eval()  # train() now toggles only the classifier
+        self._frozen_keys = frozenset(self._frozen_state())  # fixed while it stays frozen
 
     def _frozen_state(self) -> dict[str, torch.Tensor]:
         head = {f"backbone.{k}" for k in self.stages[-1].param_names}
@@ -134,9 +158,8 @@ class TransferModule(pl.LightningModule):
             # The backbone is frozen for the whole run, so it still holds the weights it
             # started with: the checkpoints written every epoch keep only the head (a few
             # KB instead of the whole model); on_fit_end writes them in full once.
-            frozen = self._frozen_state()
             checkpoint["state_dict"] = {
-                k: v for k, v in checkpoint["state_dict"].items() if k not in frozen
+                k: v for k, v in checkpoint["state_dict"].items() if k not in self._frozen_keys
             }
             checkpoint["tl_experiments"]["frozen_backbone"] = self.frozen_digest
 
@@ -241,11 +264,10 @@ class TransferModule(pl.LightningModule):
         # (cache_blocker), and bf16 autocast already wraps this training_step. The step
         # count (trainer.global_step) is kept by Lightning's own before/after-step callbacks.
         opt = lightning_opt.optimizer
-        loss_sum, correct = torch.zeros((), device=x.device), torch.zeros((), device=x.device)
+        losses, outputs, sizes = [], [], []
         n = self.feature_batch_size
         for xb, yb in zip(x.split(n), y.split(n), strict=True):
             loss, logits, _ = self._step((xb, yb))
-            self._check_finite(loss)
             opt.zero_grad()
             loss.backward()
             lightning_opt._on_before_step()
@@ -253,10 +275,17 @@ class TransferModule(pl.LightningModule):
             lightning_opt._on_after_step()
             if sched is not None:
                 sched.step()
-            loss_sum += loss.detach() * len(yb)
-            correct += (logits.detach().argmax(-1) == yb).sum()  # = micro accuracy
-        for name, total in (("train/loss", loss_sum), ("train/acc", correct)):
-            self.log(name, total / len(y), on_step=False, on_epoch=True, prog_bar=True)
+            losses.append(loss.detach())
+            outputs.append(logits.detach())
+            sizes.append(len(yb))
+        # Summed once an epoch, and checked for NaN once (an epoch here takes milliseconds):
+        # a few tensor operations instead of a few per step.
+        losses = torch.stack(losses)
+        mean_loss = losses @ torch.tensor(sizes, dtype=losses.dtype, device=x.device) / len(y)
+        self._check_finite(mean_loss)
+        accuracy = (torch.cat(outputs).argmax(-1) == y).sum() / len(y)  # = micro accuracy
+        for name, value in (("train/loss", mean_loss), ("train/acc", accuracy)):
+            self.log(name, value, on_step=False, on_epoch=True, prog_bar=True)
         # Lightning logs (self.log, LearningRateMonitor) at its count of batches; counting
         # this epoch's minibatches keeps the x axis in optimizer steps, as on the image path.
         self.trainer.fit_loop.epoch_loop._batches_that_stepped += math.ceil(len(y) / n) - 1
@@ -266,7 +295,7 @@ class TransferModule(pl.LightningModule):
             return self._train_epoch_on_features(batch)
         loss, logits, y = self._step(batch)
         self._check_finite(loss)
-        self.train_acc(logits, y)
+        self.train_acc.update(logits, y)  # logged per epoch: no per-batch value to compute
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         if self.l2sp is not None:  # logged apart, so train/loss stays comparable across runs
@@ -281,7 +310,7 @@ class TransferModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
-        self.val_acc(logits, y)
+        self.val_acc.update(logits, y)  # logged per epoch: no per-batch value to compute
         self.log("val/loss", loss, on_epoch=True, prog_bar=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
 
