@@ -141,7 +141,8 @@ def section_framework(args) -> list[str]:
         n = epochs * 500
         times_fw, times_plain = [], []
         plain_fit(cfg)  # warm-up: oneDNN builds its kernels for these shapes once a process
-        for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
+        # Interleaved, so machine noise hits both alike; 3 repeats: the ratio is a target.
+        for _ in range(args.framework_repeats):
             times_fw.append(framework_fit(cfg))
             times_plain.append(plain_fit(cfg))
         fw, plain = statistics.median(times_fw), statistics.median(times_plain)
@@ -170,10 +171,9 @@ def section_cache(args) -> list[str]:
     fresh_fit(cfg(2, "true"))
     # The floor and the cached fits take seconds: more repeats, interleaved so that the
     # machine's load drifting (it is shared) moves both sides of their ratio alike.
-    cheap = 1 if args.quick else 5
     for epochs in args.cache_epochs:
         floors, cached = [], []
-        for _ in range(cheap):
+        for _ in range(args.cheap_repeats):
             floors.append(floor_seconds(make_cfg()))
             cached.append(fresh_fit(cfg(epochs, "true")))
         floor = statistics.median(floors)
@@ -382,6 +382,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.repeats = 1 if args.quick else 2
+    args.framework_repeats = 1 if args.quick else 3
+    args.cheap_repeats = 1 if args.quick else 5  # cached fits and the floor: seconds each
     args.epochs = 1 if args.quick else 3
     args.epochs_128 = 1 if args.quick else 2
     args.steps = 5 if args.quick else 15
@@ -392,7 +394,9 @@ def main() -> None:
     print(
         f"# Benchmark\n\nMachine: {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-        f"Python {platform.python_version()}. Medians of {args.repeats} repeats.\n"
+        f"Python {platform.python_version()}. Medians of {args.repeats} repeats "
+        f"({args.framework_repeats} for the framework ratio, {args.cheap_repeats} for cached fits "
+        "and the floor).\n"
     )
     sections = {
         "framework": (
