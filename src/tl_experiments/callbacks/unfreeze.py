@@ -77,6 +77,24 @@ class StageSchedule(BaseFinetuning):
                 "parameters_true), so that frozen stages are not waited for."
             )
 
+    def _store(
+        self,
+        pl_module: pl.LightningModule,
+        opt_idx: int,
+        num_param_groups: int,
+        current_param_groups: list[dict],
+    ) -> None:
+        # Lightning's BaseFinetuning._store maps every parameter to its name at each epoch
+        # start, then uses the map only on the first call or when the epoch added param
+        # groups. These schedules never add groups (one per stage from configure_optimizers;
+        # unfreezing rescales their lrs): skipping exactly the calls that would store nothing
+        # saves about a millisecond an epoch, a fifteenth of an epoch of cached features.
+        if opt_idx in self._internal_optimizer_metadata and num_param_groups == len(
+            current_param_groups
+        ):
+            return
+        super()._store(pl_module, opt_idx, num_param_groups, current_param_groups)
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A run resumed mid-epoch skips on_train_epoch_start: apply the phase here too (the
         # second application in the same epoch changes nothing).
