@@ -96,6 +96,8 @@ def test_head_only_checkpoint_fills_in_only_the_same_backbone(make_cfg, tmp_path
         (["strategy=feature_extraction", "strategy.train_bn=true"], "train_bn"),
         (["strategy=feature_extraction", "trainer.limit_train_batches=3"], "limit_train"),
         (["strategy=feature_extraction", "+trainer.gradient_clip_val=1.0"], "gradient_clip"),
+        (["strategy=feature_extraction", "trainer.precision=16-mixed"], "loss scaler"),
+        (["strategy=feature_extraction", "trainer.precision=bf16-mixed"], None),
     ],
 )
 def test_cache_is_used_only_when_it_cannot_change_the_result(

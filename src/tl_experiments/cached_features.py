@@ -48,7 +48,7 @@ def cache_blocker(
         if type(value) is not type(default) or value != default:
             return f"trainer.{key}={value} (the cached path needs {default})"
     precision = str((trainer_args or {}).get("precision", "32-true"))
-    if precision.startswith("16"):
+    if precision in ("16", "16-mixed"):  # Lightning's names for fp16 autocast + GradScaler
         return f"trainer.precision={precision} (fp16 needs a loss scaler at every step)"
     if any(s.trainable for s in stages[:-1]) or module.unfreezes_later:
         return "stages below the head train"
