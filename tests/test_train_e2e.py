@@ -110,3 +110,20 @@ def test_user_errors_exit_nonzero_with_one_sentence(tmp_path: Path, args, needle
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (run / "metrics.json").exists()
+
+
+def test_a_finished_run_leaves_no_tensorboard_writer_open(make_cfg) -> None:
+    # A sweep's jobs run one after another in a long-lived worker process: each job closes
+    # its event files (flushed, their writer threads ended) when it returns, not at exit.
+    import gc
+    import threading
+
+    from tl_experiments.train import run
+
+    before = threading.active_count()
+    cfg = make_cfg()
+    run(cfg)
+    gc.collect()
+    assert threading.active_count() == before, [t.name for t in threading.enumerate()]
+    tags = _tags(Path(cfg.paths.output_dir))
+    assert {"test/confusion_matrix", "hp/test_acc", "val/acc"} <= tags, sorted(tags)

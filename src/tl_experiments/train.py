@@ -182,6 +182,7 @@ def _fit_test_write(
             trainer,
         )
     trainer.logger.log_hyperparams(_flat_hparams(cfg), {f"hp/{k}": metrics[k] for k in _HP_METRICS})
+    trainer.logger.finalize("success")  # flush and close what test and analysis logged
     metrics.update(
         gpu_slot=gpu_slot, pid=os.getpid(), started_at=started_at, finished_at=time.time()
     )

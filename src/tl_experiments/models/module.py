@@ -40,8 +40,8 @@ def _skip_failing_nvml_probe() -> None:
     makes that call at every step (5% of a cached feature-extraction run). Without the
     library the flag changes no answer, so it is dropped.
     """
-    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1":
-        return
+    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1" or torch.version.hip:
+        return  # ROCm builds count AMD GPUs without NVML: the flag keeps forks safe there
     try:
         ctypes.CDLL("libnvidia-ml.so.1")
     except OSError:
@@ -280,8 +280,10 @@ class TransferModule(pl.LightningModule):
             sizes.append(len(yb))
         # Summed once an epoch, and checked for NaN once (an epoch here takes milliseconds):
         # a few tensor operations instead of a few per step.
-        losses = torch.stack(losses)
-        mean_loss = losses @ torch.tensor(sizes, dtype=losses.dtype, device=x.device) / len(y)
+        # In float32 and outside autocast's matmul: fp16/bf16 sums of loss x samples would
+        # round (bf16) or overflow (fp16, above 65504) where the image path's mean does not.
+        weights = torch.tensor(sizes, dtype=torch.float32, device=x.device)
+        mean_loss = (torch.stack(losses).float() * weights).sum() / len(y)
         self._check_finite(mean_loss)
         accuracy = (torch.cat(outputs).argmax(-1) == y).sum() / len(y)  # = micro accuracy
         for name, value in (("train/loss", mean_loss), ("train/acc", accuracy)):
