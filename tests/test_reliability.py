@@ -147,19 +147,23 @@ def test_cli_config_mistakes(tmp_path: Path, args: list[str], needle: str) -> No
     assert needle in proc.stderr and "Traceback" not in proc.stderr
 
 
+def _bare_trainer(max_epochs: int) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        max_epochs=max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+
+
 def test_non_finite_loss_stops_the_run(make_cfg) -> None:
     from tl_experiments.train import create_module
 
     module = create_module(make_cfg(), 2, ["a", "b"])
     x = torch.full((8, 3, 32, 32), float("nan"))
     loader = DataLoader(TensorDataset(x, torch.zeros(8, dtype=torch.long)), batch_size=4)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-    )
+    trainer = _bare_trainer(max_epochs=1)
     with pytest.raises(UserError, match=r"loss became nan at epoch 0, step 0; lower the learning"):
         trainer.fit(module, train_dataloaders=loader)
 
@@ -173,13 +177,7 @@ def test_non_finite_loss_stops_a_run_on_cached_features(make_cfg) -> None:
     features = torch.full((8, module.backbone.num_features), float("nan"))
     split = FeatureSplit(features, torch.zeros(8, dtype=torch.long))
     loader = DataLoader(split, batch_size=None, sampler=WholeEpochSampler(8, 0, shuffle=True))
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-    )
+    trainer = _bare_trainer(max_epochs=2)
     # Checked once per epoch of features: the run stops in its first epoch, after 2 steps.
     with pytest.raises(UserError, match=r"loss became nan at epoch 0, step 2; lower the learning"):
         trainer.fit(module, train_dataloaders=loader)

@@ -278,10 +278,8 @@ class TransferModule(pl.LightningModule):
             losses.append(loss.detach())
             outputs.append(logits.detach())
             sizes.append(len(yb))
-        # Summed once an epoch, and checked for NaN once (an epoch here takes milliseconds):
-        # a few tensor operations instead of a few per step.
-        # In float32 and outside autocast's matmul: fp16/bf16 sums of loss x samples would
-        # round (bf16) or overflow (fp16, above 65504) where the image path's mean does not.
+        # Summed and checked for NaN once an epoch (an epoch here takes milliseconds), in
+        # float32 outside autocast's matmul: fp16 would overflow, bf16 round.
         weights = torch.tensor(sizes, dtype=torch.float32, device=x.device)
         mean_loss = (torch.stack(losses).float() * weights).sum() / len(y)
         self._check_finite(mean_loss)
