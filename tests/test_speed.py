@@ -32,6 +32,9 @@ def test_cached_run_matches_the_uncached_run(make_cfg, tmp_path: Path) -> None:
             make_cfg(
                 "strategy=feature_extraction",
                 *WHOLE,
+                # Dropout masks drawn in the same order, soft targets: still the same curves.
+                "model.drop_rate=0.3",
+                "label_smoothing=0.1",
                 f"feature_cache.enabled={flag}",
                 f"paths.output_dir={tmp_path / flag}",
             )
@@ -45,6 +48,29 @@ def test_cached_run_matches_the_uncached_run(make_cfg, tmp_path: Path) -> None:
     for a, b in zip(on["history"], off["history"], strict=True):
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
             assert a[key] == pytest.approx(b[key], abs=1e-4), key
+
+
+def test_closed_form_head_gradients_equal_autograds(make_cfg) -> None:
+    cfg = make_cfg("strategy=feature_extraction", "model.drop_rate=0.3", "label_smoothing=0.1")
+    module = create_module(cfg, 4, list("abcd"))
+    module.use_cached_features(8, "digest")  # forward() is now dropout + classifier
+    module.train()
+    head = module.backbone.get_classifier()
+    torch.nn.init.normal_(head.weight)  # the head starts at zero: make the softmax uneven
+    x, y = torch.randn(8, head.in_features), torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    target = torch.nn.functional.one_hot(y, 4).float() * 0.9 + 0.1 / 4
+
+    torch.manual_seed(0)
+    logits = module._linear_head_grads(head, x, target)
+    closed = [head.weight.grad, head.bias.grad]
+    head.zero_grad(set_to_none=True)
+    torch.manual_seed(0)  # the same dropout mask
+    loss, expected, _ = module._step((x, y))
+    loss.backward()
+    assert torch.allclose(logits, expected, atol=1e-6)
+    for got, want in zip(closed, [head.weight.grad, head.bias.grad], strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
+    assert head.weight.grad.abs().sum() > 0
 
 
 def test_cached_run_writes_full_checkpoints(make_cfg, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ EXPECTED = {
 }
 
 
-def _fit(cfg, module) -> None:
+def _fit(cfg, module) -> tuple[pl.Trainer, object]:
     image_set = load_image_set("mnist_sample")
     dm, _ = create_datamodule(image_set, module.backbone, 32, samples_per_class=5, batch_size=16)
     trainer = pl.Trainer(
@@ -37,6 +37,21 @@ def _fit(cfg, module) -> None:
         enable_model_summary=False,
     )
     trainer.fit(module, datamodule=dm)
+    return trainer, dm
+
+
+def test_validation_gives_back_the_modes_it_found(make_cfg) -> None:
+    module = create_module(make_cfg("strategy=partial_ft"), 10, [str(i) for i in range(10)])
+    trainer, dm = _fit(None, module)  # each epoch ends with a validation
+    modes = {s.name: {m.training for m in s.modules} for s in module.stages}
+    assert modes == {
+        "stem": {False},
+        "stage1": {False},
+        **{s: {True} for s in EXPECTED["partial_ft"][1]},
+    }
+    module.eval()
+    trainer.validate(module, datamodule=dm, verbose=False)
+    assert not any(m.training for m in module.modules())
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
