@@ -383,7 +383,7 @@ def main() -> None:
     args = parser.parse_args()
     args.repeats = 1 if args.quick else 2
     args.framework_repeats = 1 if args.quick else 3
-    args.cheap_repeats = 1 if args.quick else 5  # cached fits and the floor: seconds each
+    args.cheap_repeats = 1 if args.quick else 9  # cached fits and the floor: seconds each
     args.epochs = 1 if args.quick else 3
     args.epochs_128 = 1 if args.quick else 2
     args.steps = 5 if args.quick else 15
