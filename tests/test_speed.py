@@ -71,6 +71,10 @@ def test_closed_form_head_gradients_equal_autograds(make_cfg) -> None:
     for got, want in zip(closed, [head.weight.grad, head.bias.grad], strict=True):
         assert torch.allclose(got, want, atol=1e-6)
     assert head.weight.grad.abs().sum() > 0
+    # Weights in bf16 (trainer.precision=bf16-true): gradients in the weights' dtype.
+    head.to(torch.bfloat16)
+    module._linear_head_grads(head, x.bfloat16(), target)
+    assert head.weight.grad.dtype == head.bias.grad.dtype == torch.bfloat16
 
 
 def test_cached_run_writes_full_checkpoints(make_cfg, tmp_path: Path) -> None:

@@ -320,16 +320,18 @@ class TransferModule(pl.LightningModule):
         its cross-entropy loss set on the classifier, in closed form: d loss / d logits =
         (softmax(logits) - target) / batch size, with ``target`` the (label-smoothed)
         one-hot labels. The same gradients as autograd's (tested), without its engine,
-        which costs more per step (about 0.1 ms) than this step's arithmetic. In float32,
-        as the optimizer's weights are (a bf16 autocast would only round them)."""
+        which costs more per step (about 0.1 ms) than this step's arithmetic. The logits
+        in the weights' own dtype (a bf16 autocast would only round them), the softmax and
+        the gradients in float32."""
+        w = head.weight
         with torch.autocast(x.device.type, enabled=False):
             p = float(getattr(self.backbone, "drop_rate", 0.0) or 0.0)
-            x = F.dropout(x.float(), p=p, training=True) if p else x.float()  # timm's order
-            logits = F.linear(x, head.weight, head.bias)
-            g = logits.softmax(1).sub_(target).div_(len(x))
-            head.weight.grad = g.t() @ x
+            x = F.dropout(x, p=p, training=True) if p else x  # as timm's forward_head
+            logits = F.linear(x.to(w.dtype), w, head.bias)
+            g = logits.float().softmax(1).sub_(target).div_(len(x))
+            w.grad = (g.t() @ x.float()).to(w.dtype)
             if head.bias is not None:
-                head.bias.grad = g.sum(0)
+                head.bias.grad = g.sum(0).to(head.bias.dtype)
         return logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
