@@ -103,6 +103,7 @@ class TransferModule(pl.LightningModule):
         # True when batches hold cached pre-logits features (see use_cached_features).
         self.features_input = False
         self.feature_batch_size = 0
+        self._training_before_eval = True  # see on_validation_model_eval
         self.frozen_digest: str | None = None
         # A schedule that changes the trainable stages later in the run.
         self.unfreezes_later = bool(
@@ -282,8 +283,7 @@ class TransferModule(pl.LightningModule):
         head = self.backbone.get_classifier()
         linear = type(head) is nn.Linear
         if linear:  # soft targets of the whole epoch, sliced per minibatch
-            eps, classes = self.label_smoothing, head.out_features
-            target = F.one_hot(y, classes).float().mul_(1 - eps).add_(eps / classes)
+            target = self._soft_targets(y, head.out_features)
         outputs = []
         n = self.feature_batch_size
         for i, (xb, yb) in enumerate(zip(x.split(n), y.split(n), strict=True)):
@@ -300,8 +300,8 @@ class TransferModule(pl.LightningModule):
                 sched.step()
             outputs.append(logits.detach())
         # Loss, accuracy and the NaN check once an epoch (an epoch here takes milliseconds),
-        # in float32: the mean over all N of the minibatches' logits = the size-weighted
-        # mean of their losses, as the image path logs it.
+        # in float32: the loss averaged over all N samples = the size-weighted mean of the
+        # minibatches' losses, as the image path logs it.
         logits = torch.cat(outputs).float()
         mean_loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         self._check_finite(mean_loss)
@@ -312,26 +312,35 @@ class TransferModule(pl.LightningModule):
         # this epoch's minibatches keeps the x axis in optimizer steps, as on the image path.
         self.trainer.fit_loop.epoch_loop._batches_that_stepped += math.ceil(len(y) / n) - 1
 
+    def _soft_targets(self, y: torch.Tensor, classes: int) -> torch.Tensor:
+        """The targets of F.cross_entropy with this run's label smoothing, as rows."""
+        eps = self.label_smoothing
+        return F.one_hot(y, classes).float().mul_(1 - eps).add_(eps / classes)
+
     @torch.no_grad()
     def _linear_head_grads(
         self, head: nn.Linear, x: torch.Tensor, target: torch.Tensor
     ) -> torch.Tensor:
         """The logits of one minibatch through a linear classifier, and the gradients of
         its cross-entropy loss set on the classifier, in closed form: d loss / d logits =
-        (softmax(logits) - target) / batch size, with ``target`` the (label-smoothed)
-        one-hot labels. The same gradients as autograd's (tested), without its engine,
-        which costs more per step (about 0.1 ms) than this step's arithmetic. The logits
-        in the weights' own dtype (a bf16 autocast would only round them), the softmax and
-        the gradients in float32."""
-        w = head.weight
-        with torch.autocast(x.device.type, enabled=False):
+        (softmax(logits) - target) / batch size, with ``target`` from ``_soft_targets``.
+        The same gradients as autograd's (tested), without its engine, which costs more per
+        step (about 0.1 ms) than this step's arithmetic. In the dtype autograd would use:
+        autocast's (bf16-mixed) or else the weights' own; the softmax in float32, as
+        F.cross_entropy computes it under autocast."""
+        w, b = head.weight, head.bias
+        device = x.device.type
+        autocast = torch.is_autocast_enabled(device)
+        dtype = torch.get_autocast_dtype(device) if autocast else w.dtype
+        with torch.autocast(device, enabled=False):
             p = float(getattr(self.backbone, "drop_rate", 0.0) or 0.0)
             x = F.dropout(x, p=p, training=True) if p else x  # as timm's forward_head
-            logits = F.linear(x.to(w.dtype), w, head.bias)
-            g = logits.float().softmax(1).sub_(target).div_(len(x))
-            w.grad = (g.t() @ x.float()).to(w.dtype)
-            if head.bias is not None:
-                head.bias.grad = g.sum(0).to(head.bias.dtype)
+            x = x.to(dtype)
+            logits = F.linear(x, w.to(dtype), None if b is None else b.to(dtype))
+            g = logits.float().softmax(1).sub_(target).div_(len(x)).to(dtype)
+            w.grad = (g.t() @ x).to(w.dtype)
+            if b is not None:
+                b.grad = g.sum(0).to(b.dtype)
         return logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
