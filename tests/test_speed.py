@@ -50,7 +50,9 @@ def test_cached_run_matches_the_uncached_run(make_cfg, tmp_path: Path) -> None:
             assert a[key] == pytest.approx(b[key], abs=1e-4), key
 
 
-def _closed_form_and_autograd(module, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+def _closed_form_and_autograd(
+    module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Logits and head gradients of one step, closed form then autograd (same dropout)."""
     head = module.backbone.get_classifier()
     torch.manual_seed(0)

@@ -23,7 +23,7 @@ EXPECTED = {
 }
 
 
-def _fit(cfg, module) -> tuple[pl.Trainer, object]:
+def _fit(module) -> tuple[pl.Trainer, object]:
     image_set = load_image_set("mnist_sample")
     dm, _ = create_datamodule(image_set, module.backbone, 32, samples_per_class=5, batch_size=16)
     trainer = pl.Trainer(
@@ -42,7 +42,7 @@ def _fit(cfg, module) -> tuple[pl.Trainer, object]:
 
 def test_validation_gives_back_the_modes_it_found(make_cfg) -> None:
     module = create_module(make_cfg("strategy=partial_ft"), 10, [str(i) for i in range(10)])
-    trainer, dm = _fit(None, module)  # each epoch ends with a validation
+    trainer, dm = _fit(module)  # each epoch ends with a validation
     modes = {s.name: {m.training for m in s.modules} for s in module.stages}
     assert modes == {
         "stem": {False},
@@ -66,7 +66,7 @@ def test_strategy_freezes_exactly_its_stages(make_cfg, name: str) -> None:
     assert module.backbone.get_classifier().out_features == 10
 
     before = copy.deepcopy(module.backbone.state_dict())
-    _fit(cfg, module)
+    _fit(module)
     after = module.backbone.state_dict()
     frozen_prefixes = [
         n.rsplit(".", 1)[0] for s in module.stages if not s.trainable for n in s.param_names

@@ -212,11 +212,14 @@ class TransferModule(pl.LightningModule):
             return []  # test() after fit(): keep the instance (and state) fit used
         return [StageSchedule(self.strategy)]
 
+    @property
+    def _head_drop_rate(self) -> float:
+        """timm's dropout before the classifier (``drop_rate``; 0 where a model has none)."""
+        return float(getattr(self.backbone, "drop_rate", 0.0) or 0.0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.features_input:  # the rest of timm's forward_head: dropout, classifier
-            x = F.dropout(
-                x, p=float(getattr(self.backbone, "drop_rate", 0.0) or 0.0), training=self.training
-            )
+            x = F.dropout(x, p=self._head_drop_rate, training=self.training)
             return self.backbone.get_classifier()(x)
         return self.backbone(x)
 
@@ -333,7 +336,7 @@ class TransferModule(pl.LightningModule):
         autocast = torch.is_autocast_enabled(device)
         dtype = torch.get_autocast_dtype(device) if autocast else w.dtype
         with torch.autocast(device, enabled=False):
-            p = float(getattr(self.backbone, "drop_rate", 0.0) or 0.0)
+            p = self._head_drop_rate
             x = F.dropout(x, p=p, training=True) if p else x  # as timm's forward_head
             x = x.to(dtype)
             logits = F.linear(x, w.to(dtype), None if b is None else b.to(dtype))
