@@ -20,10 +20,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ERROR = "CUDA out of memory at batch size 256; lower data.batch_size."
 
 
-def make_run(folder: Path, seed: int, strategy: str, **metrics: object) -> Path:
-    """A run folder as train.py writes it (docs/run_folder.md), with made-up numbers."""
+def make_run(
+    folder: Path, seed: int, strategy: str, extra: tuple[str, ...] = (), **metrics: object
+) -> Path:
+    """A run folder as train.py writes it (docs/run_folder.md), with made-up numbers;
+    ``extra`` are more overrides (e.g. ``strategy.lr=0.01``)."""
     (folder / ".hydra").mkdir(parents=True)
-    overrides = [f"strategy={strategy}", f"seed={seed}"]
+    overrides = [f"strategy={strategy}", f"seed={seed}", *extra]
     (folder / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
     base = {"status": "ok", "model": "efficientnet_lite0", "data": "mnist_sample"}
     base |= {"samples_per_class": 50, "img_size": 64, "num_classes": 10, "train_size": 500}
@@ -123,8 +126,8 @@ def test_markdown_table_failed_runs_and_best_run(sweep: Path) -> None:
     assert (sweep / "report.md").read_text() == text
     # Accuracies in percent, mean ± t-interval: 82.0 ± 5.0 for feature extraction val.
     assert (
-        "| feature_extraction | 12.8K | 12.0 ± 5.0 | 82.0 ± 5.0 | 80.0 ± 2.5 | 3.0 | low | 3 |"
-        in text
+        "| feature_extraction | 12.8K | 12.0 ± 5.0 | 82.0 ± 5.0 | 80.0 ± 2.5 | -10.0 ± 2.5 | worse "
+        "| 3.0 | low | 3 |" in text
     )
     assert "| full_ft | 3.38M |" in text
     failed = text.split("## Failed runs")[1]
@@ -148,7 +151,10 @@ def test_single_seed_shows_no_interval(tmp_path: Path) -> None:
         train_val_gap=0.3,
     )
     report = write_report(tmp_path)
-    assert "| scratch | 10 | 5.0 | 50.0 | 40.0 | 30.0 | high | 1 |" in report.markdown
+    assert (
+        "| scratch | 10 | 5.0 | 50.0 | 40.0 | – | best on validation | 30.0 | high | 1 |"
+        in report.markdown
+    )
     assert "No finished" not in report.markdown and "None." in report.markdown
 
 
@@ -221,3 +227,65 @@ def test_cli_subprocess_writes_report(sweep: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "| feature_extraction |" in result.stdout and "1 failed run(s)" in result.stdout
     assert (sweep / "report.csv").is_file() and (sweep / "report.md").is_file()
+
+
+def _runs(root: Path, strategy: str, vals, tests, extra: tuple[str, ...] = ()) -> None:
+    tag = "_".join([strategy, *extra]).replace("=", "-")
+    for seed, (val, test) in enumerate(zip(vals, tests, strict=True)):
+        make_run(
+            root / f"{tag}_{seed}",
+            seed,
+            strategy,
+            extra,
+            trainable_params=1000,
+            train_seconds=10.0,
+            best_val_acc=val,
+            test_acc=test,
+            train_val_gap=0.02,
+        )
+
+
+def test_runs_that_differ_in_lr_are_separate_rows_and_the_best_on_val_is_selected(
+    tmp_path: Path,
+) -> None:
+    _runs(tmp_path, "full_ft", [0.80, 0.81, 0.82], [0.95, 0.95, 0.95], ("strategy.lr=0.01",))
+    _runs(tmp_path, "full_ft", [0.90, 0.91, 0.92], [0.88, 0.89, 0.90], ("strategy.lr=0.001",))
+    _runs(tmp_path, "feature_extraction", [0.85, 0.86, 0.87], [0.84, 0.85, 0.86])
+    report = write_report(tmp_path)
+    rows = report.summary.set_index(["strategy", "setting"])
+    assert len(report.summary) == 3 and rows.loc[("full_ft", "strategy.lr=0.01"), "n"] == 3
+    assert rows.loc[("full_ft", "strategy.lr=0.001"), "test_acc_mean"] == pytest.approx(0.89)
+    chosen = report.comparison.set_index("strategy")
+    # Selected on validation (lr 0.001), although lr 0.01 has the better test accuracy.
+    assert chosen.loc["full_ft", "setting"] == "strategy.lr=0.001"
+    assert chosen.loc["full_ft", "n_settings"] == 2
+    assert "**Tuned on validation**" in report.markdown
+    assert "## Every setting tried" in report.markdown
+    assert "`strategy.lr=0.01`" in report.markdown.split("## Every setting tried")[1]
+
+
+def test_identical_strategies_tie_with_no_single_winner(tmp_path: Path) -> None:
+    _runs(tmp_path, "partial_ft", [0.9, 0.9, 0.9], [0.88, 0.89, 0.90])
+    _runs(tmp_path, "full_ft", [0.9, 0.9, 0.9], [0.88, 0.89, 0.90])
+    _runs(tmp_path, "scratch", [0.6, 0.7, 0.8], [0.60, 0.88, 0.91])
+    report = write_report(tmp_path)
+    verdicts = report.comparison.set_index("strategy")["verdict"]
+    assert verdicts["partial_ft"] == verdicts["full_ft"] == "tied best on validation"
+    assert verdicts["scratch"] == "not distinguishable"  # -0.093 ± 0.29: covers 0
+    best = report.markdown.split("## Best run")[1]
+    assert "No single winner: " in best and "full_ft" in best and "partial_ft" in best
+    assert "Fixed recipe" in report.markdown
+
+
+def test_paired_interval_matches_a_hand_computation(tmp_path: Path) -> None:
+    """Differences per seed -0.02, -0.03, -0.025: mean -0.025, sd 0.005, t_{0.975,2}."""
+    _runs(tmp_path, "full_ft", [0.95, 0.95, 0.95], [0.92, 0.90, 0.94])
+    _runs(tmp_path, "lp_ft", [0.90, 0.90, 0.90], [0.90, 0.87, 0.915])
+    _runs(tmp_path, "l2sp", [0.90, 0.90, 0.90], [0.95, 0.85, 0.92])  # -0.0 ± wide
+    rows = write_report(tmp_path).comparison.set_index("strategy")
+    lp = rows.loc["lp_ft"]
+    assert lp["diff_mean"] == pytest.approx(-0.025)
+    assert lp["diff_ci95"] == pytest.approx(T_975_DF2 * 0.005 / math.sqrt(3))
+    assert lp["pairs"] == 3 and lp["verdict"] == "worse"
+    assert rows.loc["l2sp", "verdict"] == "not distinguishable"
+    assert rows.loc["full_ft", "verdict"] == "best on validation"

@@ -198,7 +198,8 @@ def test_phases_compile_from_the_strategy() -> None:
         ({"phases": [{"start": 0, "trainable": "all"}]}, "must increase strictly"),
         ({"phases": [{"at": 1}]}, "needs 'start'"),
         ({"unfreeze_every_n_epochs": 1, "phases": [{"start": 1}]}, "one of them"),
-        ({"l2sp_alpha": 0.01, "weight_decay": 0.01}, "weight_decay=0"),
+        ({"l2sp_alpha": -1.0}, "must be >= 0"),
+        ({"trainable_bn": "batch"}, "not one of train, frozen, reestimate"),
     ],
 )
 def test_schedule_mistakes_name_the_fix(cfg: dict, message: str) -> None:
@@ -211,23 +212,36 @@ def test_schedule_mistakes_name_the_fix(cfg: dict, message: str) -> None:
         build_phases(Strategy.from_dict({"name": "x", **cfg}), stages, 8)
 
 
-def test_l2sp_penalty_and_drift() -> None:
+def test_l2sp_pulls_the_backbone_toward_w0_decoupled() -> None:
+    """Each step moves a trainable backbone weight lr * alpha of the way back to w0 (on top
+    of Adam's own update); the head keeps plain weight decay; frozen stages are not touched."""
     import timm
 
+    from tl_experiments.strategies import param_groups
+
+    strategy = Strategy.from_dict({"name": "l2sp", "l2sp_alpha": 5.0, "weight_decay": 0.1})
     stages = get_stages(timm.create_model("test_resnet", num_classes=3))
-    reg = L2SP(stages, alpha=0.01, beta=0.02)
-    assert reg(stages).item() == pytest.approx(
-        0.01 * sum(p.pow(2).sum().item() for p in stages[-1].params)
-    )  # w = w0: head term only
+    reg = L2SP(stages, alpha=strategy.l2sp_alpha)
+    groups = param_groups(stages, strategy)
+    assert [g["weight_decay"] for g in groups] == [0.0] * (len(stages) - 1) + [0.1]
+    opt = torch.optim.SGD(groups, lr=0.01)  # SGD with zero grads: the pull alone moves w
+    reg.attach(opt)
+    w = stages[2].params[0]
     with torch.no_grad():
-        stages[2].params[0].add_(1.0)
-    n = stages[2].params[0].numel()
-    head = 0.01 * sum(p.pow(2).sum().item() for p in stages[-1].params)
-    assert reg(stages).item() == pytest.approx(0.005 * n + head, rel=1e-5)
+        w.add_(1.0)
+    before = w.detach().clone()
+    w0 = reg.get_buffer("w0__" + stages[2].param_names[0].replace(".", "__"))
+    for s in stages:
+        for p in s.params:
+            p.grad = None if s.index == 1 else torch.zeros_like(p)
+    frozen_before = stages[1].params[0].detach().clone()
+    opt.step()
+    lr = groups[2]["lr"]
+    torch.testing.assert_close(w.detach(), before - lr * 5.0 * (before - w0))
+    torch.testing.assert_close(stages[1].params[0].detach(), frozen_before)  # no grad, no pull
     drift = reg.drift(stages)
     assert drift["stage1"] == 0 and drift["stage2"] > 0 and "head" not in drift
-    w0 = [reg.get_buffer(k) for k in reg.state_dict()]
-    assert all(not b.requires_grad for b in w0)
+    assert all(not b.requires_grad for b in reg.buffers())
 
 
 def _ddp_fit(make_cfg, out) -> None:

@@ -282,9 +282,28 @@ def _collect(cfg, trainer, module, dm, history: list[dict], train_seconds: float
         "test_acc": _num(m.get("test/acc")),
         "test_f1_macro": _num(m.get("test/f1_macro")),
         "feature_cache": module.features_input,
+        "settings": _settings(cfg),
         "skipped_images": {k: len(v) for k, v in dm.skipped.items()},
         "history": history,
     }
+
+
+def _settings(cfg: DictConfig) -> dict:
+    """The resolved config as dotted keys (the report groups runs by all of them but the
+    seed); ``paths`` are left out: they name where the run is, not what it is."""
+    flat: dict = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            flat[prefix[:-1]] = node if isinstance(node, int | float | str | bool) else str(node)
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("paths", None)
+    walk(config, "")
+    return flat
 
 
 def _num(x) -> float | None:

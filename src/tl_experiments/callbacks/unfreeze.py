@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 
 import pytorch_lightning as pl
+import torch
+import torch.nn as nn
 from pytorch_lightning.callbacks import BaseFinetuning
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
@@ -18,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
 from tl_experiments.errors import UserError
+from tl_experiments.models.stages import batch_norms
 from tl_experiments.strategies import Strategy
 from tl_experiments.strategies.schedule import (
     Phase,
@@ -28,7 +31,7 @@ from tl_experiments.strategies.schedule import (
     stage_scales,
 )
 
-__all__ = ["StageSchedule"]
+__all__ = ["StageSchedule", "reestimate_bn"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,25 @@ class StageSchedule(BaseFinetuning):
     ) -> None:
         trainable = self._apply(pl_module, epoch, optimizer)
         self._announce(pl_module, epoch, trainable)
+        if self.strategy.trainable_bn == "reestimate":
+            self._reestimate_new_stages(pl_module, epoch)
+
+    def _reestimate_new_stages(self, pl_module: pl.LightningModule, epoch: int) -> None:
+        """Stages that start training this epoch get BatchNorm statistics of the target
+        data (decided by the phases alone, so a resumed run re-estimates exactly when the
+        uninterrupted one did)."""
+        phase = phase_at(self.phases, epoch)
+        if phase.start != epoch:
+            return
+        before = phase_at(self.phases, epoch - 1).trainable if epoch > 0 else frozenset()
+        new = [s for s in pl_module.stages if s.index in phase.trainable - before]
+        bns = [bn for s in new for bn in batch_norms(s)]
+        if bns:
+            n = reestimate_bn(pl_module, bns, pl_module.trainer.train_dataloader)
+            rank_zero_info(
+                f"[schedule] epoch {epoch}: BatchNorm statistics of "
+                f"{', '.join(s.name for s in new)} re-estimated on {n} training images"
+            )
 
     def _apply(
         self, pl_module: pl.LightningModule, epoch: int, optimizer: Optimizer
@@ -168,3 +190,31 @@ class StageSchedule(BaseFinetuning):
         self.scales = state_dict.get("scales")
         trainable = state_dict.get("trainable")
         self._trainable = None if trainable is None else frozenset(trainable)
+
+
+@torch.no_grad()
+def reestimate_bn(
+    pl_module: pl.LightningModule, bns: list[nn.modules.batchnorm._BatchNorm], loader
+) -> int:
+    """Replace the running statistics of ``bns`` by their exact average over one pass of
+    ``loader`` (momentum None = cumulative average), the rest of the model in eval mode;
+    ``bns`` are left in eval mode (the policy keeps them fixed from here). Returns the
+    number of images seen."""
+    was_training = pl_module.training
+    pl_module.eval()
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    seen = 0
+    for x, _ in loader:
+        x = x.to(pl_module.device)
+        if getattr(pl_module, "channels_last", False) and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        pl_module(x)
+        seen += len(x)
+    for bn, momentum in zip(bns, momenta, strict=True):
+        bn.momentum = momentum
+    pl_module.train(was_training)  # the module's policy puts these BatchNorms in eval mode
+    return seen

@@ -38,6 +38,9 @@ def create_datamodule(
 ) -> tuple[ImageDataModule, dict]:
     """Split ``image_set`` and build transforms from ``backbone``'s pretrained config.
 
+    ``split_seed`` fixes validation and test; ``seed`` (the run's) draws the
+    ``samples_per_class`` training subset and the batch order.
+
     Returns:
         The data module and the resolved timm data config (mean, std, input size...).
     """
@@ -48,6 +51,7 @@ def create_datamodule(
         test_fraction,
         samples_per_class,
         split_seed,
+        draw_seed=seed,
     )
     train_tf, eval_tf, data_cfg = build_transforms(
         backbone, img_size, augment, crop_pct, **dict(aug or {})

@@ -16,13 +16,16 @@ def make_splits(
     test_fraction: float,
     samples_per_class: int | None,
     split_seed: int,
+    draw_seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Index arrays for train/val/test.
 
     Splits the source defines are kept; missing ones are carved out of the training pool,
-    stratified by class, with ``split_seed`` (fixed across a sweep, so every run sees the
-    same test set). ``samples_per_class`` then draws that many training images per class:
-    the seed lesson's limited-data scenario.
+    stratified by class, with ``split_seed`` (fixed across a sweep, so every run is
+    validated and tested on the same images). ``samples_per_class`` then draws that many
+    training images per class with ``draw_seed`` (the run's seed, so seeds differ in their
+    data, and runs of one seed are paired across strategies). The draw is nested: for one
+    ``draw_seed``, the k-per-class subset holds the j-per-class subset for every j < k.
     """
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= frac < 1.0:
@@ -36,7 +39,7 @@ def make_splits(
         else:
             splits[name], pool = _stratified_take(labels, pool, frac, rng)
     if samples_per_class is not None:
-        pool = _per_class(labels, pool, samples_per_class, rng)
+        pool = _per_class(labels, pool, samples_per_class, draw_seed)
     splits["train"] = pool
     for name in ("train", "val", "test"):
         if len(splits[name]) == 0:
@@ -58,18 +61,19 @@ def _stratified_take(
     return np.sort(np.concatenate(taken)), np.sort(np.concatenate(rest))
 
 
-def _per_class(
-    labels: np.ndarray, pool: np.ndarray, k: int, rng: np.random.Generator
-) -> np.ndarray:
+def _per_class(labels: np.ndarray, pool: np.ndarray, k: int, draw_seed: int) -> np.ndarray:
+    """The first ``k`` of a per-class permutation that depends only on the seed and the
+    class (not on ``k``): a larger draw extends a smaller one."""
     if k <= 0:
         raise UserError(f"data.samples_per_class={k} must be positive, or null for all images.")
     chosen = []
     for c in np.unique(labels):
-        idx = pool[labels[pool] == c]
+        idx = np.sort(pool[labels[pool] == c])
         if len(idx) < k:
             raise UserError(
                 f"data.samples_per_class={k} is more than class {c} has in the "
                 f"training pool ({len(idx)}); lower it to at most {len(idx)}."
             )
-        chosen.append(rng.choice(idx, size=k, replace=False))
+        order = np.random.default_rng([draw_seed, int(c)]).permutation(len(idx))
+        chosen.append(idx[order[:k]])
     return np.sort(np.concatenate(chosen))

@@ -22,7 +22,7 @@ from torchmetrics.classification import (
 
 from tl_experiments.atomic import write_atomic
 from tl_experiments.errors import UserError
-from tl_experiments.models.stages import get_stages
+from tl_experiments.models.stages import batch_norms, get_stages
 from tl_experiments.strategies import L2SP, Strategy, apply_trainable, param_groups
 
 __all__ = ["TransferModule", "SCHEDULERS"]
@@ -80,7 +80,7 @@ class TransferModule(pl.LightningModule):
         apply_trainable(self.stages, strategy.trainable)
         # w0 = the weights the backbone starts from (pretrained), as buffers.
         self.l2sp = (
-            L2SP(self.stages, strategy.l2sp_alpha, strategy.l2sp_beta)
+            L2SP(self.stages, strategy.l2sp_alpha)
             if strategy.uses_l2sp
             else None
         )
@@ -224,17 +224,22 @@ class TransferModule(pl.LightningModule):
         return self.backbone(x)
 
     def train(self, mode: bool = True) -> TransferModule:
-        """Frozen stages stay in eval mode (fixed BatchNorm statistics) unless ``train_bn``."""
+        """Frozen stages stay in eval mode (fixed BatchNorm statistics) unless ``train_bn``;
+        the BatchNorm layers of stages that train follow ``strategy.trainable_bn``."""
         if self.features_input:  # only the classifier runs; the frozen body stays in eval
             self.training = mode
             self.backbone.get_classifier().train(mode)
             return self
         super().train(mode)
-        if mode and not self.strategy.train_bn:
-            for stage in self.stages:
-                if not stage.trainable:
-                    for m in stage.modules:
-                        m.eval()
+        if not mode:
+            return self
+        for stage in self.stages:
+            if not stage.trainable and not self.strategy.train_bn:
+                for m in stage.modules:
+                    m.eval()
+            elif stage.trainable and self.strategy.trainable_bn != "train":
+                for bn in batch_norms(stage):
+                    bn.eval()  # statistics fixed; the affine weight and bias still train
         return self
 
     def on_validation_model_zero_grad(self) -> None:
@@ -354,10 +359,6 @@ class TransferModule(pl.LightningModule):
         self.train_acc.update(logits, y)  # logged per epoch: no per-batch value to compute
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
-        if self.l2sp is not None:  # logged apart, so train/loss stays comparable across runs
-            penalty = self.l2sp(self.stages)
-            self.log("train/l2sp", penalty, on_step=False, on_epoch=True)
-            loss = loss + penalty
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -404,6 +405,8 @@ class TransferModule(pl.LightningModule):
         optimizer = torch.optim.AdamW(
             groups, lr=self.strategy.lr, fused=self.fused_optimizer or None
         )
+        if self.l2sp is not None:
+            self.l2sp.attach(optimizer)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         if self.features_input:  # a batch is a whole epoch: ceil(n / batch size) steps
             n = len(self.trainer.train_dataloader.dataset)

@@ -15,7 +15,7 @@ from timm.models import group_parameters
 
 from tl_experiments.errors import UserError
 
-__all__ = ["Stage", "get_stages", "select_stages", "stage_summary"]
+__all__ = ["Stage", "batch_norms", "get_stages", "select_stages", "stage_summary"]
 
 
 @dataclass
@@ -144,3 +144,9 @@ def stage_summary(stages: Sequence[Stage], title: str) -> str:
     share = 100.0 * trainable / max(total, 1)
     lines += ["", f"Trainable parameters: {trainable:,} of {total:,} ({share:.1f}%)"]
     return "\n".join(lines)
+
+
+def batch_norms(stage: Stage) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers inside a stage's modules (timm's BatchNormAct2d included)."""
+    found = {id(m): m for top in stage.modules for m in top.modules()}
+    return [m for m in found.values() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

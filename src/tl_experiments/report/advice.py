@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from tl_experiments.report.table import best_group
+from tl_experiments.report.paired import BEST, TIED
 
-__all__ = ["ADVICE_FILE", "read_advice", "render_advice_check"]
+__all__ = ["ADVICE_FILE", "MIN_SEEDS", "pick_is_right", "read_advice", "render_advice_check"]
 
 ADVICE_FILE = "advice.json"
 
@@ -44,35 +44,59 @@ def _acc(group: pd.Series) -> str:
     return f"val {group['best_val_acc_mean'] * 100:.1f}%, test {group['test_acc_mean'] * 100:.1f}%"
 
 
-def render_advice_check(summary: pd.DataFrame, advice: dict) -> str:
-    """Markdown: the advisor's pick, the measured winner (best mean val accuracy), the gap."""
+# A pick counts as right when it is the validation winner or the data cannot tell it apart
+# from the winner (paired over seeds); that takes at least this many seeds.
+MIN_SEEDS = 3
+
+
+def pick_is_right(comparison: pd.DataFrame, pick: str) -> bool | None:
+    """Whether ``pick`` is the winner or not distinguishable from it; None when the
+    comparison cannot say (the pick was not run, or fewer than MIN_SEEDS pairs)."""
+    row = comparison[comparison["strategy"] == pick]
+    if row.empty:
+        return None
+    row = row.iloc[0]
+    if row["verdict"] in (BEST, TIED):
+        return True
+    if row["pairs"] < MIN_SEEDS:
+        return None
+    return row["verdict"] == "not distinguishable"
+
+
+def render_advice_check(comparison: pd.DataFrame, advice: dict) -> str:
+    """Markdown: the advisor's pick beside the measured winner, judged paired over seeds."""
     pick = advice.get("strategy", "?")
     rule = advice.get("rule", {}).get("description", "?")
     lines = [f"Advisor's pick: **{pick}** (rule: {rule}); `{advice.get('command', '')}`."]
-    groups = _same_setting(summary, advice)
-    winner = best_group(groups)
-    if winner is None:
+    groups = _same_setting(comparison, advice)
+    winners = groups[groups["verdict"].isin([BEST, TIED])] if not groups.empty else groups
+    if winners.empty:
         lines.append(
             "The sweep has no finished run of the data and model the advice was made "
             "for, so it cannot be checked."
         )
         return "\n".join(lines)
-    lines.append(
-        f"Measured winner (highest mean val accuracy): **{winner['strategy']}** ({_acc(winner)})."
-    )
+    names = " and ".join(f"**{w['strategy']}** ({_acc(w)})" for _, w in winners.iterrows())
+    lines.append(f"Measured winner (highest mean val accuracy): {names}.")
+    right = pick_is_right(groups, pick)
     picked = groups[groups["strategy"] == pick]
     if picked.empty:
         lines.append(
             f"The sweep did not run {pick}, so the pick cannot be checked; "
             f"add strategy={pick} to the sweep."
         )
-    elif pick == winner["strategy"]:
-        lines.append("The pick is the winner.")
-    else:
-        p = picked.iloc[0]
-        gap = (winner["test_acc_mean"] - p["test_acc_mean"]) * 100
+        return "\n".join(lines)
+    p = picked.iloc[0]
+    diff = f"{p['diff_mean'] * 100:+.1f} ± {p['diff_ci95'] * 100:.1f} test points, paired"
+    if p["verdict"] in (BEST, TIED):
+        lines.append(f"Right: the pick is the winner ({p['verdict']}).")
+    elif right is None:
         lines.append(
-            f"The pick is not the winner: {pick} reached {_acc(p)}, "
-            f"{gap:.1f} test-accuracy points below {winner['strategy']}."
+            f"Cannot be judged: {pick} has {p['pairs']} seed(s) paired with the winner "
+            f"({diff}); at least {MIN_SEEDS} are needed."
         )
+    elif right:
+        lines.append(f"Right: the pick is not distinguishable from the winner ({diff}).")
+    else:
+        lines.append(f"Wrong: the pick is {p['verdict']} than the winner ({diff}).")
     return "\n".join(lines)

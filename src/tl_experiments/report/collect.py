@@ -12,13 +12,50 @@ import yaml
 
 from tl_experiments.errors import UserError
 
-__all__ = ["GROUP_KEYS", "NoRunsError", "Run", "find_runs", "runs_frame"]
+__all__ = ["GROUP_KEYS", "NoRunsError", "Run", "find_runs", "run_settings", "runs_frame"]
 
 # Everything that defines a comparison group; seed is left out so runs that differ
 # only by seed are aggregated together.
 GROUP_KEYS = ("model", "strategy", "data", "samples_per_class", "img_size")
 
 _RUN_FILES = ("metrics.json", "error.json")
+
+# Settings that never change a run's result (where it runs, what it writes afterwards),
+# and the seed, over which runs are aggregated: a config key equal to one of these, or
+# below it, is left out of a run's settings.
+_NOT_SETTINGS = (
+    "seed",
+    "experiment",
+    "task_name",
+    "paths",
+    "hydra",
+    "threads",
+    "cpu_lock_dir",
+    "gpu_per_job",
+    "gpu_count",
+    "gpu_lock_dir",
+    "skip_finished",
+    "ckpt_path",
+    "feature_cache",
+    "analysis",
+)
+
+
+def is_setting(key: str) -> bool:
+    """Whether a dotted config key can change a run's result (the seed aside)."""
+    return not any(key == k or key.startswith(k + ".") for k in _NOT_SETTINGS)
+
+
+def run_settings(run: Run) -> dict[str, str]:
+    """Every setting of a run but its seed, as dotted keys and text values.
+
+    From ``metrics.json``'s ``settings`` (the whole resolved config); runs written before
+    it existed fall back to their command-line overrides.
+    """
+    settings = (run.metrics or {}).get("settings")
+    if settings is None:
+        settings = dict(o.lstrip("+~").split("=", 1) for o in run.overrides if "=" in o)
+    return {k: str(v) for k, v in settings.items() if is_setting(k)}
 
 
 class NoRunsError(UserError):
@@ -112,6 +149,7 @@ def runs_frame(runs: list[Run], root: Path | None = None) -> pd.DataFrame:
         row["history"] = run.metrics.get("history") or []
         row["run"] = str(run.path.relative_to(root) if root else run.path)
         row["overrides"] = " ".join(run.overrides)
+        row["settings"] = run_settings(run)
         row["checkpoint"] = str(run.checkpoint.resolve()) if run.checkpoint else None
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -10,7 +10,8 @@ import pandas as pd
 from tl_experiments.report.advice import render_advice_check
 from tl_experiments.report.analysis import render_analysis
 from tl_experiments.report.collect import GROUP_KEYS, Run
-from tl_experiments.report.table import LOW_GAP, MODERATE_GAP, best_group, varying_keys
+from tl_experiments.report.paired import BEST, TIED
+from tl_experiments.report.table import LOW_GAP, MODERATE_GAP, varying_keys
 
 __all__ = [
     "format_count",
@@ -18,6 +19,7 @@ __all__ = [
     "format_mean_ci",
     "render_failed",
     "render_report",
+    "render_selection",
     "render_table",
 ]
 
@@ -55,19 +57,34 @@ def format_key(key: str, value: object) -> str:
 
 
 def render_table(summary: pd.DataFrame) -> str:
-    """The seed lesson's comparison table, measured: one row per group, best first."""
+    """The lesson's comparison table, measured: one row per group, best first.
+
+    With the columns of :func:`compare_to_winner` (a comparison) it adds the paired
+    difference to the validation winner and its verdict; with settings that vary (a tuned
+    sweep, or the table of every setting) it adds the setting.
+    """
     keys = [k for k in varying_keys(summary) if k != "strategy"]
-    header = ["Approach", *(_KEY_TITLES[k] for k in keys), "Trainable params"]
-    header += ["Train time (s)", "Val acc (%)", "Test acc (%)", "Train-val gap (pts)"]
-    header += ["Overfitting", "Seeds"]
+    settings = "setting" in summary and (summary["setting"] != "").any()
+    paired = "verdict" in summary
+    header = ["Approach", *(_KEY_TITLES[k] for k in keys)]
+    header += ["Setting"] if settings else []
+    header += ["Trainable params", "Train time (s)", "Val acc (%)", "Test acc (%)"]
+    header += ["Test vs best (pts, paired)", "Verdict"] if paired else []
+    header += ["Train-val gap (pts)", "Overfitting", "Seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, g in summary.iterrows():
         cells = [str(g["strategy"]), *(format_key(k, g[k]) for k in keys)]
+        cells += [f"`{g['setting']}`" if g["setting"] else "(as shipped)"] if settings else []
         cells += [
             format_count(g["trainable_params"]),
             format_mean_ci(g["train_seconds_mean"], g["train_seconds_ci95"]),
             format_mean_ci(g["best_val_acc_mean"], g["best_val_acc_ci95"], scale=100),
             format_mean_ci(g["test_acc_mean"], g["test_acc_ci95"], scale=100),
+        ]
+        if paired:
+            diff = format_mean_ci(g["diff_mean"], g["diff_ci95"], scale=100)
+            cells += ["–" if g["verdict"] in (BEST, TIED) else diff, g["verdict"]]
+        cells += [
             format_mean_ci(g["train_val_gap_mean"], math.nan, scale=100),
             g["overfitting"],
             str(g["n"]),
@@ -76,26 +93,61 @@ def render_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def render_selection(comparison: pd.DataFrame) -> str:
+    """Whether the comparison is tuned on validation or a fixed recipe, in one paragraph."""
+    tried = comparison["n_settings"].astype(int)
+    if (tried <= 1).all():
+        return (
+            "**Fixed recipe** (not tuned): every strategy ran with one setting, so this "
+            "ranks these recipes, not the strategies at their best; a tuned sweep is "
+            "`bash scripts/tune.sh` (docs/results.md)."
+        )
+    return (
+        "**Tuned on validation**: each strategy at the setting with the best mean "
+        f"validation accuracy over seeds, out of {tried.min()}-{tried.max()} settings tried "
+        "(every setting is in the table below); test accuracy is read once, for the "
+        "selected setting."
+    )
+
+
+def _render_reading(comparison: pd.DataFrame) -> str:
+    return (
+        "Values are mean ± 95% Student-t interval over seeds (no interval with one seed). "
+        "*Test vs best* is this row's test accuracy minus the validation winner's, paired "
+        "by seed (same seed = same training images; validation and test are the same for "
+        "every run), with its 95% interval; *not distinguishable* means that interval "
+        "covers 0, so the data cannot tell the two apart. "
+        f"Overfitting from the mean train-val gap: low < {LOW_GAP * 100:g} pts, "
+        f"moderate < {MODERATE_GAP * 100:g} pts, else high."
+    )
+
+
 def _render_constants(summary: pd.DataFrame) -> str:
     varying = varying_keys(summary)
     fixed = [f"{k}={format_key(k, summary[k].iloc[0])}" for k in GROUP_KEYS if k not in varying]
     return f"Same in every run: {', '.join(fixed)}." if fixed else ""
 
 
-def _render_best(summary: pd.DataFrame) -> str:
-    best = best_group(summary)
-    if best is None:
+def _render_best(comparison: pd.DataFrame) -> str:
+    winners = comparison[comparison["verdict"].isin([BEST, TIED])]
+    if winners.empty:
         return "No run finished, so there is no best run."
-    ckpt = best["best_checkpoint"]
-    lines = [
-        f"Best group (highest mean val accuracy): **{best['strategy']}** "
-        f"({', '.join(f'{k}={format_key(k, best[k])}' for k in GROUP_KEYS if k != 'strategy')}).",
-        f"- best run: `{best['best_run']}`",
-        f"- overrides: `{best['best_overrides'] or '(none)'}`",
-        f"- checkpoint: `{ckpt}`"
-        if isinstance(ckpt, str)
-        else "- checkpoint: none kept (no checkpoints/best.ckpt)",
-    ]
+    lines = []
+    if (winners["verdict"] == TIED).any():
+        names = ", ".join(winners["strategy"].astype(str))
+        lines.append(f"No single winner: {names} tie on mean validation accuracy.")
+    for _, best in winners.iterrows():
+        ckpt = best["best_checkpoint"]
+        where = ", ".join(f"{k}={format_key(k, best[k])}" for k in GROUP_KEYS if k != "strategy")
+        setting = f", {best['setting']}" if best["setting"] else ""
+        lines += [
+            f"Best on validation: **{best['strategy']}** ({where}{setting}).",
+            f"- best run: `{best['best_run']}`",
+            f"- overrides: `{best['best_overrides'] or '(none)'}`",
+            f"- checkpoint: `{ckpt}`"
+            if isinstance(ckpt, str)
+            else "- checkpoint: none kept (no checkpoints/best.ckpt)",
+        ]
     return "\n".join(lines)
 
 
@@ -117,25 +169,34 @@ def render_failed(runs: list[Run], root: Path) -> str:
 
 
 def render_report(
-    summary: pd.DataFrame, runs: list[Run], root: Path, plots: list[str], advice: dict | None = None
+    comparison: pd.DataFrame,
+    summary: pd.DataFrame,
+    runs: list[Run],
+    root: Path,
+    plots: list[str],
+    advice: dict | None = None,
 ) -> str:
-    """The whole report.md: table, how to read it, best run, the advisor's pick checked
-    (when the sweep folder holds an ``advice.json``), failed runs, plots."""
+    """The whole report.md: the comparison (each strategy at its selected setting, paired
+    with the winner), every setting when there were several, how to read them, the best
+    run, the advisor's pick checked (when the sweep folder holds an ``advice.json``),
+    failed runs, plots."""
     n_ok = sum(r.ok for r in runs)
+    empty = comparison.empty
+    tuned = not empty and (comparison["n_settings"] > 1).any()
     parts = [
         f"# Sweep report: `{root}`",
         f"{n_ok} finished run(s), {len(runs) - n_ok} failed, {len(summary)} group(s).",
         "## Comparison",
-        render_table(summary) if not summary.empty else "No finished runs.",
-        _render_constants(summary) if not summary.empty else "",
-        "Values are mean ± 95% Student-t interval over seeds (no interval with one seed). "
-        f"Overfitting from the mean train-val gap: low < {LOW_GAP * 100:g} pts, "
-        f"moderate < {MODERATE_GAP * 100:g} pts, else high.",
+        "" if empty else render_selection(comparison),
+        render_table(comparison) if not empty else "No finished runs.",
+        "" if empty else _render_constants(comparison),
+        "" if empty else _render_reading(comparison),
+        *(["## Every setting tried", render_table(summary)] if tuned else []),
         render_analysis(runs),  # empty when no run measured drift or shifts
         "## Best run",
-        _render_best(summary),
+        "No run finished, so there is no best run." if empty else _render_best(comparison),
         *(
-            ["## Advisor: predict, then verify", render_advice_check(summary, advice)]
+            ["## Advisor: predict, then verify", render_advice_check(comparison, advice)]
             if advice is not None
             else []
         ),

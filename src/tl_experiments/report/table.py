@@ -12,6 +12,7 @@ from scipy import stats
 from tl_experiments.report.collect import GROUP_KEYS
 
 __all__ = [
+    "label_settings",
     "LOW_GAP",
     "MODERATE_GAP",
     "best_group",
@@ -75,8 +76,59 @@ def _summarize_group(runs: pd.DataFrame) -> dict[str, float | int | str]:
     return row
 
 
+# Settings that say which data and model a run measured: when they vary in a sweep, the
+# runs answer different questions, so they join the data or model column (never pooled,
+# never "tuned" over). Every other varying setting is a hyperparameter (``setting``).
+_IDENTITY = (
+    "data.root",
+    "data.source",
+    "data.source_args",
+    "data.split_seed",
+    "data.val_fraction",
+    "data.test_fraction",
+    "model.arch",
+    "model.weights",
+    "model.weights_file",
+)
+# Settings already in a group key, in config and in override form.
+_IN_GROUP_KEYS = {"strategy", "strategy.name", "data", "data.name", "model", "model.name"}
+_IN_GROUP_KEYS |= {"data.samples_per_class", "model.img_size"}
+
+
+def _is_identity(key: str) -> bool:
+    return any(key == k or key.startswith(k + ".") for k in _IDENTITY)
+
+
+def label_settings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Runs keyed by every setting but the seed.
+
+    Varying data and model settings (a second ``data.root``, other weights) are appended to
+    the ``data`` / ``model`` column; the other settings that vary among runs of one group
+    of GROUP_KEYS form its ``setting`` text (``strategy.lr=0.003, ...``, empty when none).
+    """
+    frame = frame.copy()
+    settings = list(frame["settings"]) if "settings" in frame else [{}] * len(frame)
+    keys = sorted(set().union(*settings) - _IN_GROUP_KEYS)
+    varying = [k for k in keys if len({s.get(k) for s in settings}) > 1]
+    for column in ("data", "model"):
+        ident = [k for k in varying if _is_identity(k) and k.startswith(column + ".")]
+        if ident:
+            frame[column] = [
+                f"{name}[{', '.join(f'{k}={s.get(k)}' for k in ident)}]"
+                for name, s in zip(frame[column], settings, strict=True)
+            ]
+    tuning = [k for k in varying if not _is_identity(k)]
+    frame["setting"] = ""
+    for _, runs in frame.groupby(list(GROUP_KEYS), dropna=False, sort=False):
+        local = [s for i, s in zip(frame.index, settings, strict=True) if i in runs.index]
+        own = [k for k in tuning if len({s.get(k) for s in local}) > 1]
+        for i, s in zip(runs.index, local, strict=True):
+            frame.loc[i, "setting"] = ", ".join(f"{k}={s.get(k)}" for k in own)
+    return frame
+
+
 def summarize(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per group (all of GROUP_KEYS but the seed), best mean val accuracy first.
+    """One row per group (every setting but the seed), best mean val accuracy first.
 
     When another key varies too (e.g. samples_per_class), rows come in blocks of that
     key, best first within each block.
@@ -92,19 +144,23 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         `best_overrides`, `best_checkpoint`).
     """
     if frame.empty:
-        return pd.DataFrame(columns=[*GROUP_KEYS, "n"])
-    frame = _numeric_metrics(frame)
+        return pd.DataFrame(columns=[*GROUP_KEYS, "setting", "n"])
+    frame = _numeric_metrics(label_settings(frame))
     rows = []
+    keys = [*GROUP_KEYS, "setting"]
     # dropna=False: samples_per_class is <NA> for "all samples", a real group.
-    for key, runs in frame.groupby(list(GROUP_KEYS), dropna=False, sort=False):
-        rows.append({**dict(zip(GROUP_KEYS, key, strict=True)), **_summarize_group(runs)})
+    for key, runs in frame.groupby(keys, dropna=False, sort=False):
+        row = {**dict(zip(keys, key, strict=True)), **_summarize_group(runs)}
+        row["seeds"] = tuple(sorted(runs["seed"].dropna().astype(int)))
+        row["test_by_seed"] = dict(zip(runs["seed"].astype(int), runs["test_acc"], strict=True))
+        rows.append(row)
     summary = pd.DataFrame(rows)
     summary["samples_per_class"] = summary["samples_per_class"].astype("Int64")
     # Blocks of the other varying keys (e.g. samples_per_class 10, 50, all), and
     # within a block the best mean val accuracy first: the rows a reader compares.
     blocks = [k for k in varying_keys(summary) if k != "strategy"]
-    order = [*blocks, "best_val_acc_mean"]
-    ascending = [True] * len(blocks) + [False]
+    order = [*blocks, "best_val_acc_mean", "strategy", "setting"]
+    ascending = [True] * len(blocks) + [False, True, True]
     return summary.sort_values(order, ascending=ascending, na_position="last", ignore_index=True)
 
 

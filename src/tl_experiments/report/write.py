@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from tl_experiments.report.advice import read_advice
-from tl_experiments.report.collect import Run, find_runs, runs_frame
+from tl_experiments.report.collect import GROUP_KEYS, Run, find_runs, runs_frame
 from tl_experiments.report.markdown import render_report
 from tl_experiments.report.plots import write_plots
-from tl_experiments.report.table import summarize
+from tl_experiments.report.paired import compare_to_winner, select_settings
+from tl_experiments.report.table import label_settings, summarize
 
 __all__ = ["Report", "write_report"]
 
@@ -22,7 +23,8 @@ class Report:
 
     runs: list[Run]
     frame: pd.DataFrame  # one row per finished run
-    summary: pd.DataFrame  # one row per group, best mean val accuracy first
+    summary: pd.DataFrame  # one row per group (every setting), best mean val accuracy first
+    comparison: pd.DataFrame  # each strategy at its selected setting, paired with the winner
     markdown: str
     files: list[Path]
 
@@ -42,10 +44,25 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> Re
     runs = find_runs(sweep_dir)
     frame = runs_frame(runs, root=sweep_dir)
     summary = summarize(frame)
+    comparison = compare_to_winner(select_settings(summary))
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = write_plots(frame, summary, out_dir)
-    markdown = render_report(summary, runs, sweep_dir, plots, read_advice(sweep_dir))
+    plots = write_plots(_selected_runs(frame, comparison), comparison, out_dir)
+    advice = read_advice(sweep_dir)
+    markdown = render_report(comparison, summary, runs, sweep_dir, plots, advice)
     (out_dir / "report.md").write_text(markdown)
-    summary.to_csv(out_dir / "report.csv", index=False)
+    summary.drop(columns=["test_by_seed"], errors="ignore").to_csv(
+        out_dir / "report.csv", index=False
+    )
     files = [out_dir / name for name in ("report.md", "report.csv", *plots)]
-    return Report(runs=runs, frame=frame, summary=summary, markdown=markdown, files=files)
+    return Report(runs, frame, summary, comparison, markdown, files)
+
+
+def _selected_runs(frame: pd.DataFrame, comparison: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the selected settings (the ones the plots show)."""
+    if frame.empty:
+        return frame
+    frame = label_settings(frame)
+    keys = [*GROUP_KEYS, "setting"]
+    chosen = {tuple(map(str, row)) for row in comparison[keys].itertuples(index=False)}
+    keep = [tuple(map(str, row)) in chosen for row in frame[keys].itertuples(index=False)]
+    return frame[keep]

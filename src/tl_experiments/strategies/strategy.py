@@ -13,7 +13,13 @@ from dataclasses import dataclass, fields
 from tl_experiments.errors import UserError
 from tl_experiments.models.stages import Stage, select_stages
 
-__all__ = ["Strategy", "apply_trainable", "param_groups", "stage_lrs"]
+__all__ = ["BN_POLICIES", "Strategy", "apply_trainable", "param_groups", "stage_lrs"]
+
+# BatchNorm of the stages that train: ``train`` normalises with batch statistics and
+# updates the running averages (torch's default); ``frozen`` keeps the pretrained
+# statistics (eval mode; the affine scale and shift still train); ``reestimate`` recomputes
+# the statistics on the training images when the stage starts training, then keeps them.
+BN_POLICIES = ("train", "frozen", "reestimate")
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,7 @@ class Strategy:
         weight_decay: AdamW's decoupled weight decay.
         train_bn: whether BatchNorm layers of frozen stages update their running statistics;
             ``False`` keeps frozen stages in eval mode, so their statistics stay fixed.
+        trainable_bn: BatchNorm of the stages that train, one of :data:`BN_POLICIES`.
         phases: later changes to ``trainable`` (which holds from epoch 0): mappings with
             ``start`` (an epoch, or a fraction of ``trainer.max_epochs`` below 1),
             ``trainable`` (a stage spec) and ``lr_scale`` (multiplies every stage's lr from
@@ -42,10 +49,10 @@ class Strategy:
         unfreeze_milestones: gradual unfreezing at these epochs (or fractions), one stage each.
         unfreeze_warmup_epochs: a stage unfrozen mid-run ramps its lr over this many epochs:
             ``(k + 1) / (n + 1)`` of its lr in its k-th epoch after unfreezing; 0 = none.
-        l2sp_alpha: L2-SP (Li et al. 2018): ``alpha/2 ||w - w0||^2`` on the backbone, pulling
-            it toward its starting (pretrained) weights ``w0``; 0 = off.
-        l2sp_beta: L2-SP's ``beta/2 ||w||^2`` on the head. With either one on, the strategy
-            must set ``weight_decay: 0`` (the penalty replaces weight decay).
+        l2sp_alpha: L2-SP (Li et al. 2018), decoupled as AdamW decouples weight decay: each
+            step moves every trainable backbone weight toward its starting (pretrained)
+            value ``w0`` by ``lr * l2sp_alpha * (w - w0)``, in place of weight decay on the
+            backbone (the head keeps ``weight_decay``: the paper's beta); 0 = off.
     """
 
     name: str
@@ -56,12 +63,12 @@ class Strategy:
     lr_decay: float = 1.0
     weight_decay: float = 0.01
     train_bn: bool = False
+    trainable_bn: str = "train"
     phases: tuple[dict, ...] = ()
     unfreeze_every_n_epochs: int | None = None
     unfreeze_milestones: tuple[int | float, ...] = ()
     unfreeze_warmup_epochs: int = 0
     l2sp_alpha: float = 0.0
-    l2sp_beta: float = 0.0
 
     def __post_init__(self) -> None:
         for key in ("lr", "backbone_lr_scale", "lr_decay"):
@@ -72,15 +79,12 @@ class Strategy:
                 )
         if self.weight_decay < 0:
             raise UserError(f"strategy.weight_decay={self.weight_decay} must be >= 0.")
-        if self.l2sp_alpha < 0 or self.l2sp_beta < 0:
+        if self.l2sp_alpha < 0:
+            raise UserError(f"strategy.l2sp_alpha={self.l2sp_alpha} must be >= 0 (0 = off).")
+        if self.trainable_bn not in BN_POLICIES:
             raise UserError(
-                f"strategy.l2sp_alpha={self.l2sp_alpha} and strategy.l2sp_beta="
-                f"{self.l2sp_beta} must be >= 0 (0 turns a term off)."
-            )
-        if self.uses_l2sp and self.weight_decay:
-            raise UserError(
-                f"strategy.weight_decay={self.weight_decay} with L2-SP: the penalty "
-                "replaces weight decay, so set strategy.weight_decay=0."
+                f"strategy.trainable_bn={self.trainable_bn!r} is not one of "
+                f"{', '.join(BN_POLICIES)}; pick one of them."
             )
         gradual = self.unfreeze_every_n_epochs is not None or bool(self.unfreeze_milestones)
         if gradual and self.phases:
@@ -91,7 +95,7 @@ class Strategy:
 
     @property
     def uses_l2sp(self) -> bool:
-        return self.l2sp_alpha > 0 or self.l2sp_beta > 0
+        return self.l2sp_alpha > 0
 
     @classmethod
     def from_dict(cls, cfg: dict) -> Strategy:
@@ -152,14 +156,15 @@ def param_groups(stages: Sequence[Stage], strategy: Strategy) -> list[dict]:
     optimizers), so schedulers and checkpoints always see the same groups.
     """
     lrs = stage_lrs(strategy, len(stages))
-    # weight_decay is 0 under L2-SP (enforced by Strategy): its penalty is the regulariser.
+    head = stages[-1].index
+    # Under L2-SP the pull toward w0 replaces weight decay (a pull toward 0) on the backbone.
     return [
         {
             "params": s.params,
             "lr": lr,
             "name": s.name,
             "stage": s.index,
-            "weight_decay": strategy.weight_decay,
+            "weight_decay": 0.0 if strategy.uses_l2sp and s.index != head else strategy.weight_decay,
         }
         for s, lr in zip(stages, lrs, strict=True)
     ]
