@@ -48,9 +48,18 @@ _INSTALL = "pip install 'tl-experiments[export]' (onnx, onnxruntime)"
 
 def best_checkpoint(sweep_dir: str | Path) -> Path:
     """The best checkpoint of a sweep's winning group, as the compare report names it."""
-    from tl_experiments.report import best_group, find_runs, runs_frame, summarize
+    from tl_experiments.report import find_runs, runs_frame, summarize
+    from tl_experiments.report.paired import BEST, TIED, compare_to_winner, select_settings
 
-    best = best_group(summarize(runs_frame(find_runs(sweep_dir))))
+    comparison = compare_to_winner(select_settings(summarize(runs_frame(find_runs(sweep_dir)))))
+    winners = comparison[comparison["verdict"].isin([BEST, TIED])] if len(comparison) else []
+    if len(winners) > 1:
+        names = ", ".join(f"{w['strategy']} ({w['best_run']})" for _, w in winners.iterrows())
+        raise UserError(
+            f"The sweep '{sweep_dir}' has no single winner: {names} tie on mean validation "
+            "accuracy; pass the checkpoint of the one you want as ckpt=PATH."
+        )
+    best = winners.iloc[0] if len(winners) else None
     ckpt = None if best is None else best.get("best_checkpoint")
     if not isinstance(ckpt, str) or not Path(ckpt).is_file():
         raise UserError(

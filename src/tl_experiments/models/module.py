@@ -79,11 +79,7 @@ class TransferModule(pl.LightningModule):
         self.stages = get_stages(backbone)
         apply_trainable(self.stages, strategy.trainable)
         # w0 = the weights the backbone starts from (pretrained), as buffers.
-        self.l2sp = (
-            L2SP(self.stages, strategy.l2sp_alpha)
-            if strategy.uses_l2sp
-            else None
-        )
+        self.l2sp = L2SP(self.stages, strategy.l2sp_alpha) if strategy.uses_l2sp else None
         n = len(self.class_names)
         self.train_acc = MulticlassAccuracy(n, average="micro")
         self.val_acc = MulticlassAccuracy(n, average="micro")

@@ -5,11 +5,12 @@ Reads only what runs wrote (docs/run_folder.md); no Hydra, no torch.
 
 from tl_experiments.report.collect import GROUP_KEYS, NoRunsError, Run, find_runs, runs_frame
 from tl_experiments.report.markdown import render_failed, render_report, render_table
+from tl_experiments.report.paired import compare_to_winner, select_settings
 from tl_experiments.report.plots import write_plots
 from tl_experiments.report.table import (
     LOW_GAP,
     MODERATE_GAP,
-    best_group,
+    label_settings,
     mean_ci95,
     overfitting_label,
     summarize,
@@ -23,7 +24,9 @@ __all__ = [
     "NoRunsError",
     "Report",
     "Run",
-    "best_group",
+    "compare_to_winner",
+    "label_settings",
+    "select_settings",
     "find_runs",
     "mean_ci95",
     "overfitting_label",

@@ -15,7 +15,6 @@ __all__ = [
     "label_settings",
     "LOW_GAP",
     "MODERATE_GAP",
-    "best_group",
     "mean_ci95",
     "overfitting_label",
     "summarize",
@@ -171,14 +170,6 @@ def _numeric_metrics(frame: pd.DataFrame) -> pd.DataFrame:
         values = frame.get(column, math.nan)
         frame[column] = pd.to_numeric(values, errors="coerce")
     return frame
-
-
-def best_group(summary: pd.DataFrame) -> pd.Series | None:
-    """The group with the highest mean val accuracy (with its best run), or None."""
-    if summary.empty:
-        return None
-    val = summary["best_val_acc_mean"]
-    return summary.loc[val.idxmax()] if val.notna().any() else summary.iloc[0]
 
 
 def varying_keys(summary: pd.DataFrame) -> list[str]:

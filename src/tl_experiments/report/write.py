@@ -10,8 +10,8 @@ import pandas as pd
 from tl_experiments.report.advice import read_advice
 from tl_experiments.report.collect import GROUP_KEYS, Run, find_runs, runs_frame
 from tl_experiments.report.markdown import render_report
-from tl_experiments.report.plots import write_plots
 from tl_experiments.report.paired import compare_to_winner, select_settings
+from tl_experiments.report.plots import write_plots
 from tl_experiments.report.table import label_settings, summarize
 
 __all__ = ["Report", "write_report"]

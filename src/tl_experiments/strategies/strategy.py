@@ -158,13 +158,10 @@ def param_groups(stages: Sequence[Stage], strategy: Strategy) -> list[dict]:
     lrs = stage_lrs(strategy, len(stages))
     head = stages[-1].index
     # Under L2-SP the pull toward w0 replaces weight decay (a pull toward 0) on the backbone.
+    decay = [
+        0.0 if strategy.uses_l2sp and s.index != head else strategy.weight_decay for s in stages
+    ]
     return [
-        {
-            "params": s.params,
-            "lr": lr,
-            "name": s.name,
-            "stage": s.index,
-            "weight_decay": 0.0 if strategy.uses_l2sp and s.index != head else strategy.weight_decay,
-        }
-        for s, lr in zip(stages, lrs, strict=True)
+        {"params": s.params, "lr": lr, "name": s.name, "stage": s.index, "weight_decay": wd}
+        for s, lr, wd in zip(stages, lrs, decay, strict=True)
     ]
