@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from tl_experiments.errors import UserError
-from tl_experiments.report import render_table, write_report
+from tl_experiments.report import render_selection, render_table, write_report
 
 __all__ = ["main"]
 
@@ -33,10 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:  # one sentence naming the fix, as every entry point does
         print(f"Error: {exc}", file=sys.stderr)
         return 2
-    if report.summary.empty:
+    if report.comparison.empty:
         print("No finished runs; see the failed runs in report.md.")
     else:
-        print(render_table(report.summary))
+        print(render_selection(report.comparison) + "\n")
+        print(render_table(report.comparison))
     n_failed = sum(not r.ok for r in report.runs)
     if n_failed:
         print(f"\n{n_failed} failed run(s), listed in report.md.")

@@ -4,7 +4,12 @@ Reads only what runs wrote (docs/run_folder.md); no Hydra, no torch.
 """
 
 from tl_experiments.report.collect import GROUP_KEYS, NoRunsError, Run, find_runs, runs_frame
-from tl_experiments.report.markdown import render_failed, render_report, render_table
+from tl_experiments.report.markdown import (
+    render_failed,
+    render_report,
+    render_selection,
+    render_table,
+)
 from tl_experiments.report.paired import compare_to_winner, select_settings
 from tl_experiments.report.plots import write_plots
 from tl_experiments.report.table import (
@@ -32,6 +37,7 @@ __all__ = [
     "overfitting_label",
     "render_failed",
     "render_report",
+    "render_selection",
     "render_table",
     "runs_frame",
     "summarize",

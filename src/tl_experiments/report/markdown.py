@@ -104,10 +104,15 @@ def render_selection(comparison: pd.DataFrame) -> str:
         )
     return (
         "**Tuned on validation**: each strategy at the setting with the best mean "
-        f"validation accuracy over seeds, out of {tried.min()}-{tried.max()} settings tried "
+        f"validation accuracy over seeds, out of {_span(tried)} settings tried "
         "(every setting is in the table below); test accuracy is read once, for the "
         "selected setting."
     )
+
+
+def _span(counts: pd.Series) -> str:
+    low, high = int(counts.min()), int(counts.max())
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def _render_reading(comparison: pd.DataFrame) -> str:
