@@ -30,12 +30,11 @@ def row(sweep: Path) -> tuple[str, bool | None]:
         diff = f"{m['diff_mean'] * 100:+.1f} ± {m['diff_ci95'] * 100:.1f}"
     right = pick_is_right(comparison, pick)
     sim = judged["similarity"]
+    score = sim.get("ce_reduction")
     cells = [
         sweep.name,
         str(judged["size"].get("n_train", "?")),
-        f"{sim['value']} ({sim['ce_reduction']:+.2f})" if "ce_reduction" in sim else sim["value"],
-        if "score" in sim
-        else sim["value"],
+        sim["value"] if score is None else f"{sim['value']} ({score:+.2f})",
         judged["budget"]["value"],
         str(advice["rule"]["number"]),
         pick,
