@@ -289,3 +289,21 @@ def test_paired_interval_matches_a_hand_computation(tmp_path: Path) -> None:
     assert lp["pairs"] == 3 and lp["verdict"] == "worse"
     assert rows.loc["l2sp", "verdict"] == "not distinguishable"
     assert rows.loc["full_ft", "verdict"] == "best on validation"
+
+
+def test_report_shows_what_unfreezing_cost(tmp_path: Path) -> None:
+    from tl_experiments.report.unfreezing import unfreezing_drops
+
+    history = [
+        {"epoch": 0, "val_acc": 0.80, "trainable_stages": 1},
+        {"epoch": 1, "val_acc": 0.85, "trainable_stages": 1},
+        {"epoch": 2, "val_acc": 0.40, "trainable_stages": 9},  # the collapse
+        {"epoch": 3, "val_acc": 0.60, "trainable_stages": 9},
+    ]
+    assert unfreezing_drops(history) == pytest.approx([0.45])
+    run = make_run(
+        tmp_path / "0", 0, "lp_ft", trainable_params=1, train_seconds=1.0, best_val_acc=0.85
+    )
+    metrics = json.loads((run / "metrics.json").read_text()) | {"history": history}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert "| lp_ft | 1 | 45.0 |" in write_report(tmp_path).markdown

@@ -17,7 +17,8 @@ _KEYS = {
 
 
 class EpochHistory(pl.Callback):
-    """Collects one row per training epoch; ``seconds`` is cumulative training wall time."""
+    """Collects one row per training epoch; ``seconds`` is cumulative training wall time,
+    ``trainable_stages`` how many stages trained in the epoch."""
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
@@ -34,6 +35,9 @@ class EpochHistory(pl.Callback):
         row = {"epoch": trainer.current_epoch}
         row.update({k: round(float(m[v]), 6) for k, v in _KEYS.items() if v in m})
         row["seconds"] = round(self.seconds, 3)
+        stages = getattr(pl_module, "stages", None)
+        if stages is not None:  # the report finds unfreezings (and what they cost) by it
+            row["trainable_stages"] = sum(s.trainable for s in stages)
         self.rows.append(row)
 
     def state_dict(self) -> dict:

@@ -12,6 +12,7 @@ from tl_experiments.report.analysis import render_analysis
 from tl_experiments.report.collect import GROUP_KEYS, Run
 from tl_experiments.report.paired import BEST, TIED
 from tl_experiments.report.table import LOW_GAP, MODERATE_GAP, varying_keys
+from tl_experiments.report.unfreezing import render_unfreezing
 
 __all__ = [
     "format_count",
@@ -176,6 +177,7 @@ def render_failed(runs: list[Run], root: Path) -> str:
 def render_report(
     comparison: pd.DataFrame,
     summary: pd.DataFrame,
+    frame: pd.DataFrame,
     runs: list[Run],
     root: Path,
     plots: list[str],
@@ -197,6 +199,7 @@ def render_report(
         "" if empty else _render_constants(comparison),
         "" if empty else _render_reading(comparison),
         *(["## Every setting tried", render_table(summary)] if tuned else []),
+        render_unfreezing(frame),
         render_analysis(runs),  # empty when no run measured drift or shifts
         "## Best run",
         "No run finished, so there is no best run." if empty else _render_best(comparison),

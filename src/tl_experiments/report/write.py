@@ -46,9 +46,10 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> Re
     summary = summarize(frame)
     comparison = compare_to_winner(select_settings(summary))
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = write_plots(_selected_runs(frame, comparison), comparison, out_dir)
+    shown = _selected_runs(frame, comparison)  # the runs of the selected settings
+    plots = write_plots(shown, comparison, out_dir)
     advice = read_advice(sweep_dir)
-    markdown = render_report(comparison, summary, runs, sweep_dir, plots, advice)
+    markdown = render_report(comparison, summary, shown, runs, sweep_dir, plots, advice)
     (out_dir / "report.md").write_text(markdown)
     summary.drop(columns=["test_by_seed"], errors="ignore").to_csv(
         out_dir / "report.csv", index=False
