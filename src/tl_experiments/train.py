@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -21,10 +22,11 @@ from tl_experiments.checkpoint_io import LocalFileCheckpointIO
 from tl_experiments.data import create_datamodule, load_image_set
 from tl_experiments.data.feature_cache import FeatureCache
 from tl_experiments.errors import UserError
-from tl_experiments.models import create_backbone, stage_summary
+from tl_experiments.models import stage_summary
+from tl_experiments.models.backbone import WeightsInfo, create_backbone_and_weights
 from tl_experiments.models.module import TransferModule
 from tl_experiments.outputs import write_json_atomic, write_test_files
-from tl_experiments.strategies import Strategy
+from tl_experiments.strategies import Strategy, stage_lrs
 from tl_experiments.tensorboard import RunLogger
 
 __all__ = ["run"]
@@ -36,7 +38,7 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
     """Backbone with its starting weights, wrapped under the configured strategy."""
     strategy = Strategy.from_dict(OmegaConf.to_container(cfg.strategy, resolve=True))
     weights = cfg.model.weights if strategy.pretrained else "none"
-    backbone = create_backbone(
+    backbone, info = create_backbone_and_weights(
         cfg.model.arch,
         num_classes,
         weights,
@@ -45,6 +47,7 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
         cfg.get("zero_head", True),
     )
     module = TransferModule(backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing)
+    module.meta["weights"] = asdict(info)  # kept in every checkpoint
     speed = cfg.get("speed") or {}
     module.set_speed_options(
         bool(speed.get("channels_last")),
@@ -116,6 +119,7 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
         image_set, module.backbone, cfg.model.img_size, seed=cfg.seed, **data_kwargs
     )
     module.meta = {
+        **module.meta,
         "arch": cfg.model.arch,
         "data_config": data_cfg,
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -124,7 +128,10 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
     _maybe_cache_features(cfg, module, dm, data_cfg)
 
     summary = stage_summary(
-        module.stages, f"{cfg.model.name} ({cfg.model.arch}), strategy {cfg.strategy.name}"
+        module.stages,
+        f"{cfg.model.name} ({cfg.model.arch}), strategy {cfg.strategy.name}",
+        stage_lrs(module.strategy, len(module.stages)),
+        WeightsInfo(**module.meta["weights"]).describe(),
     )
     print(summary, flush=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,6 +289,7 @@ def _collect(cfg, trainer, module, dm, history: list[dict], train_seconds: float
         "test_acc": _num(m.get("test/acc")),
         "test_f1_macro": _num(m.get("test/f1_macro")),
         "feature_cache": module.features_input,
+        "weights": module.meta.get("weights"),
         "skipped_images": {k: len(v) for k, v in dm.skipped.items()},
         "history": history,
     }
