@@ -68,6 +68,17 @@ CASES = {
     "splits disagree": (["data=image_folder", "data.root=@splits"], "differ from"),
     "unreadable image": (["data=image_folder", "data.root=@broken"], "Cannot read image"),
     "truncated image": (["data=image_folder", "data.root=@truncated"], "Cannot read image"),
+    "unreadable image in the test split": (
+        ["data=image_folder", "data.root=@badtest"],
+        "Cannot read image",
+    ),
+    "empty class folder": (["data=image_folder", "data.root=@emptyclass"], "has no images (it"),
+    "class folder named train": (["data=image_folder", "data.root=@trainclass"], "mixes split"),
+    "data.root is a file": (["data=image_folder", "data.root=@file"], "is a file, not a folder"),
+    "same image in train and test, refused": (
+        ["data=image_folder", "data.root=@copies", "data.refuse_duplicates=true"],
+        "test image(s) copy train images",
+    ),
 }
 
 
@@ -81,8 +92,19 @@ def fixtures(tmp_path: Path) -> dict[str, str]:
     _folder(tmp_path / "splits" / "test", {"a": 4, "c": 4})
     _folder(tmp_path / "broken", {"a": 6, "b": 6}, {"b/bad.png": b"not an image"})
     _folder(tmp_path / "truncated", {"a": 6, "b": 6}, {"a/cut.png": _truncated_png(tmp_path)})
+    _folder(tmp_path / "badtest" / "train", {"a": 4, "b": 4})
+    _folder(tmp_path / "badtest" / "test", {"a": 2, "b": 2}, {"a/bad.png": b"not an image"})
+    _folder(tmp_path / "emptyclass", {"a": 4, "b": 4, "c": 0})
+    _folder(tmp_path / "trainclass", {"train": 4, "cat": 4})
+    _folder(tmp_path / "copies" / "train", {"a": 4, "b": 4})
+    _folder(tmp_path / "copies" / "test", {"a": 4, "b": 4})  # the same pixels: copies
     torch.save(timm.create_model("test_efficientnet").state_dict(), tmp_path / "effnet.pth")
     return {
+        "@badtest": str(tmp_path / "badtest"),
+        "@emptyclass": str(tmp_path / "emptyclass"),
+        "@trainclass": str(tmp_path / "trainclass"),
+        "@file": str(tmp_path / "effnet.pth"),
+        "@copies": str(tmp_path / "copies"),
         "@empty": str(tmp_path / "empty"),
         "@one": str(tmp_path / "one"),
         "@splits": str(tmp_path / "splits"),
