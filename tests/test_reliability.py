@@ -18,10 +18,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
+from hydra import compose, initialize_config_dir
+
 from tl_experiments.errors import UserError
 from tl_experiments.train import run
 
-from .conftest import ROOT, TINY, run_train
+from .conftest import CONF, ROOT, TINY, run_train
 
 TIMING = {"train_seconds", "history", "pid", "started_at", "finished_at"}
 
@@ -74,6 +76,16 @@ CASES = {
     ),
     "empty class folder": (["data=image_folder", "data.root=@emptyclass"], "has no images (it"),
     "class folder named train": (["data=image_folder", "data.root=@trainclass"], "mixes split"),
+    "zero image size": (["model.img_size=0"], "model.img_size=0 must be positive"),
+    "lr not a number": (["strategy.lr=abc"], "strategy.lr=abc is not a number"),
+    "samples_per_class not a number": (
+        ["data.samples_per_class=ten"],
+        "data.samples_per_class=ten is not a whole number",
+    ),
+    "corrupt safetensors": (
+        ["model.weights=file", "model.weights_file=@corrupt"],
+        "Cannot read weights file",
+    ),
     "data.root is a file": (["data=image_folder", "data.root=@file"], "is a file, not a folder"),
     "same image in train and test, refused": (
         ["data=image_folder", "data.root=@copies", "data.refuse_duplicates=true"],
@@ -99,11 +111,13 @@ def fixtures(tmp_path: Path) -> dict[str, str]:
     _folder(tmp_path / "copies" / "train", {"a": 4, "b": 4})
     _folder(tmp_path / "copies" / "test", {"a": 4, "b": 4})  # the same pixels: copies
     torch.save(timm.create_model("test_efficientnet").state_dict(), tmp_path / "effnet.pth")
+    (tmp_path / "cut.safetensors").write_bytes(b"\x40\x00\x00\x00\x00\x00\x00\x00{")
     return {
         "@badtest": str(tmp_path / "badtest"),
         "@emptyclass": str(tmp_path / "emptyclass"),
         "@trainclass": str(tmp_path / "trainclass"),
         "@file": str(tmp_path / "effnet.pth"),
+        "@corrupt": str(tmp_path / "cut.safetensors"),
         "@copies": str(tmp_path / "copies"),
         "@empty": str(tmp_path / "empty"),
         "@one": str(tmp_path / "one"),
@@ -160,13 +174,25 @@ def test_unreadable_images_can_be_skipped_and_counted(make_cfg, fixtures, extra)
     ("args", "needle"),
     [
         (["strategy.lrr=1"], "Could not override 'strategy.lrr'"),
-        (["paths.log_dir=/proc/nope"], "Cannot create the output folder"),
+        (["paths.log_dir=/proc/nope"], "set paths.log_dir to a writable folder"),
+        (["hydra.run.dir=/proc/nope/run"], "set hydra.run.dir to a writable folder"),
+        (["data=image_folder"], "data.root is not set; pass data.root=/path/to/images"),
+        (["data.root=/x"], "add data=image_folder before data.root="),
     ],
 )
 def test_cli_config_mistakes(tmp_path: Path, args: list[str], needle: str) -> None:
     proc = run_train([*TINY, *args], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unset_mandatory_value_exits_2_in_a_multirun_job_too(make_cfg, capsys) -> None:
+    from tl_experiments.cli import guarded
+
+    with pytest.raises(SystemExit) as e:  # what preflight does not see (-m) guarded does
+        guarded(run, make_cfg("data=image_folder"))
+    assert e.value.code == 2
+    assert "Error: data.root is not set; pass data.root=" in capsys.readouterr().err
 
 
 def _bare_trainer(max_epochs: int) -> pl.Trainer:
@@ -263,3 +289,30 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     for key in ("test_acc", "best_val_acc", "val_acc", "train_acc", "epochs", "trainable_params"):
         assert a[key] == b[key], key
     assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
+
+
+def test_eval_on_the_runs_own_folder_tests_only_its_test_split(make_cfg, tmp_path: Path) -> None:
+    from tl_experiments.evaluate import evaluate
+
+    root = _folder(tmp_path / "photos", {"a": 12, "b": 12})
+    folder = [f"data.root={root}", "data.samples_per_class=null", "data.test_fraction=0.25"]
+    trained = run(make_cfg("data=image_folder", *folder, "analysis.enabled=false"))
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="eval",
+            overrides=[*TINY, "data=image_folder", f"data.root={root}", f"ckpt={ckpt}",
+                       f"paths.output_dir={tmp_path / 'eval'}", "trainer.limit_test_batches=null"],
+        )
+    metrics = evaluate(cfg)  # the run's fractions, not eval's defaults, draw the test split
+    assert trained["test_size"] == 6  # 25% of 24; eval's default 20% would give 4
+    assert (metrics["split"], metrics["num_images"]) == ("test", 6)
+
+
+def test_eval_given_a_run_folder_names_its_checkpoint(tmp_path: Path) -> None:
+    from tl_experiments.models.checkpoint import load_checkpoint
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best.ckpt").write_bytes(b"")
+    with pytest.raises(UserError, match=r"is a folder, not a checkpoint file; pass ckpt=.*best"):
+        load_checkpoint(tmp_path)

@@ -11,6 +11,7 @@ from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.data.sources import ImageSet, load_source
 from tl_experiments.data.split import make_splits
 from tl_experiments.data.transforms import build_transforms
+from tl_experiments.errors import require_number
 
 __all__ = ["create_datamodule", "load_image_set"]
 
@@ -46,6 +47,12 @@ def create_datamodule(
     Returns:
         The data module and the resolved timm data config (mean, std, input size...).
     """
+    require_number("model.img_size", img_size, integer=True, positive=True)
+    require_number("data.batch_size", batch_size, integer=True, positive=True)
+    require_number("data.val_fraction", val_fraction)
+    require_number("data.test_fraction", test_fraction)
+    if samples_per_class is not None:
+        require_number("data.samples_per_class", samples_per_class, integer=True)
     splits = make_splits(
         image_set.labels,
         image_set.splits,
