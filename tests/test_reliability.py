@@ -316,3 +316,52 @@ def test_eval_given_a_run_folder_names_its_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "checkpoints" / "best.ckpt").write_bytes(b"")
     with pytest.raises(UserError, match=r"is a folder, not a checkpoint file; pass ckpt=.*best"):
         load_checkpoint(tmp_path)
+
+
+def test_ctrl_c_in_the_analysis_keeps_the_results(make_cfg, monkeypatch, capsys) -> None:
+    import tl_experiments.train as train
+    from tl_experiments.cli import guarded
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "analyze", interrupted)
+    cfg = make_cfg()
+    with pytest.raises(SystemExit) as e:
+        guarded(run, cfg)
+    assert e.value.code == 130
+    err = capsys.readouterr().err
+    assert "Stopped: Interrupted during the analysis;" in err and "Traceback" not in err
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert metrics["analysis_interrupted"] is True and metrics["test_acc"] is not None
+
+
+def test_ctrl_c_in_training_says_how_to_resume(make_cfg, monkeypatch) -> None:
+    from tl_experiments.callbacks import EpochHistory
+
+    def interrupted(self, trainer, module):
+        if trainer.current_epoch == 1:  # epoch 0 wrote its checkpoint
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochHistory, "on_train_epoch_start", interrupted)
+    cfg = make_cfg("trainer.max_epochs=2")
+    with pytest.raises(KeyboardInterrupt) as e:
+        run(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert str(e.value) == (
+        f"Interrupted during training; resume with: python train.py hydra.run.dir={out} "
+        "ckpt_path=last"
+    )
+    assert not (out / "metrics.json").exists()
+
+
+def test_train_seconds_of_a_resumed_run_include_the_time_before_it() -> None:
+    from tl_experiments.callbacks import EpochHistory
+
+    first = EpochHistory()
+    first.on_fit_start(None, None)
+    time.sleep(0.2)
+    resumed = EpochHistory()
+    resumed.load_state_dict(first.state_dict())  # what the checkpoint carries
+    assert resumed.resumed_seconds >= 0.2
+    assert EpochHistory().resumed_seconds == 0.0

@@ -153,6 +153,10 @@ def guarded(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict | None:
         if missing:
             raise UserError(missing_message(missing[0]))
         return task(cfg)
+    except KeyboardInterrupt as e:  # Ctrl-C: one line that says what is kept, no traceback
+        message = str(e) or "Interrupted; run the command again (ckpt_path=last resumes)."
+        print(f"\nStopped: {message}", file=sys.stderr, flush=True)
+        sys.exit(130)  # the shell's code for a SIGINT
     except Exception as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

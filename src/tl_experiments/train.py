@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -168,33 +171,74 @@ def _fit_test_write(
     if ckpt_path is None and cfg.get("skip_finished") and (out / "checkpoints/last.ckpt").is_file():
         print(f"Resuming the unfinished job in {out} from its last.ckpt.", flush=True)
         ckpt_path = "last"  # a re-run sweep continues a killed job instead of restarting it
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(ckpt_path, out))
-    train_seconds = time.perf_counter() - start
+    with _stopped_by_ctrl_c(trainer, out, "during training"):
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_path(ckpt_path, out))
+    # A resumed run adds the fit time before its checkpoint, so resumed jobs compare fairly.
+    train_seconds = time.perf_counter() - start + history.resumed_seconds
     best = trainer.checkpoint_callback.best_model_path or None
     fit_history = list(history.rows)  # test() restores callback state from the best epoch
-    trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+    log.info("Testing the best checkpoint (%s).", Path(best).name if best else "last weights")
+    with _stopped_by_ctrl_c(trainer, out, "during the test"):
+        trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
     metrics = _collect(cfg, trainer, module, dm, fit_history, train_seconds)
     results = module.test_results()  # on every rank: torchmetrics syncs across DDP ranks
     if not trainer.is_global_zero:  # DDP: rank 0 alone writes the run folder
         return metrics
     write_test_files(results, module.class_names, out, trainer.logger.experiment)
+    interrupted = False
     if cfg.analysis.enabled:  # forgetting, drift, CKA, shifted test sets (docs/shift.md)
-        metrics |= analyze(
-            module,
-            dm,
-            data_cfg,
-            w0,
-            OmegaConf.to_container(cfg.analysis),
-            OmegaConf.to_container(cfg.model),
-            trainer,
-        )
+        log.info("Analysis: drift, CKA, ImageNet agreement, shifted test sets (docs/shift.md).")
+        try:
+            metrics |= analyze(
+                module,
+                dm,
+                data_cfg,
+                w0,
+                OmegaConf.to_container(cfg.analysis),
+                OmegaConf.to_container(cfg.model),
+                trainer,
+            )
+        except KeyboardInterrupt:  # training and test are done: keep them
+            interrupted = metrics["analysis_interrupted"] = True
     trainer.logger.log_hyperparams(_flat_hparams(cfg), {f"hp/{k}": metrics[k] for k in _HP_METRICS})
     trainer.logger.finalize("success")  # flush and close what test and analysis logged
     metrics.update(
         gpu_slot=gpu_slot, pid=os.getpid(), started_at=started_at, finished_at=time.time()
     )
     write_json_atomic(metrics, out / "metrics.json")
+    if interrupted:
+        raise KeyboardInterrupt(
+            f"Interrupted during the analysis; {out / 'metrics.json'} has the training and "
+            "test results without it (analysis.enabled=false skips the analysis)."
+        )
     return metrics
+
+
+@contextmanager
+def _stopped_by_ctrl_c(trainer: pl.Trainer, out: Path, where: str) -> Iterator[None]:
+    """Lightning answers Ctrl-C with its own shutdown and ``sys.exit(1)``; say instead how
+    to resume (``KeyboardInterrupt`` with that sentence, which ``cli.guarded`` prints)."""
+    try:
+        yield
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
+        raise KeyboardInterrupt(f"Interrupted {where}; {resume_hint(out)}") from None
+
+
+def resume_hint(out: Path) -> str:
+    """How to continue this run from its last checkpoint, as a command."""
+    if not (out / "checkpoints" / "last.ckpt").exists():
+        return "no epoch finished yet, so run the same command again to start over."
+    overrides = []
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        skip = ("hydra.run.dir=", "ckpt_path=")
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
+    args = " ".join([*overrides, f"hydra.run.dir={out}", "ckpt_path=last"])
+    return f"resume with: python train.py {args}"
 
 
 def _ddp_children_run_this_job_only(out: Path) -> None:
