@@ -26,6 +26,9 @@ def parse_kv(
         UserError: on an argument without ``=`` or an unknown key; the message shows ``usage``.
     """
     args = dict(defaults)
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"usage: {usage}")
+        raise SystemExit(0)
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in defaults:

@@ -22,6 +22,7 @@ from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.cached_features import cache_blocker, use_cached_features
 from tl_experiments.callbacks import CoreShare, EpochHistory
 from tl_experiments.checkpoint_io import LocalFileCheckpointIO
+from tl_experiments.console import RunProgress, closing_summary, quiet_third_party
 from tl_experiments.data import create_datamodule, load_image_set
 from tl_experiments.data.feature_cache import FeatureCache
 from tl_experiments.errors import UserError
@@ -61,7 +62,11 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
 
 
 def create_trainer(
-    cfg: DictConfig, out: Path, history: EpochHistory, *extra: pl.Callback
+    cfg: DictConfig,
+    out: Path,
+    history: EpochHistory,
+    *extra: pl.Callback,
+    train_batches: int | None = None,
 ) -> pl.Trainer:
     """Trainer with checkpoints (best + last), lr monitor and TensorBoard in the run folder."""
     if cfg.trainer.get("max_epochs", 1) <= 0:
@@ -79,6 +84,10 @@ def create_trainer(
     logger = RunLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
     callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch"), history, *extra]
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if args.get("enable_progress_bar", True):
+        callbacks.append(RunProgress())
+    if train_batches:  # Lightning warns when an epoch is shorter than its logging interval
+        args["log_every_n_steps"] = max(1, min(args.get("log_every_n_steps", 50), train_batches))
     args.setdefault("plugins", [LocalFileCheckpointIO()])  # unless the config sets its own
     return pl.Trainer(
         **args,
@@ -101,11 +110,15 @@ def run(cfg: DictConfig) -> dict:
     (out / "error.json").unlink(missing_ok=True)  # a re-run replaces an earlier failure
     set_threads(cfg.get("threads") or _parallel_share())
     share = _core_share(cfg)
+    quiet_third_party()
+    begin = time.perf_counter()
     try:
-        return _run(cfg, out, share)
+        metrics = _run(cfg, out, share)
     finally:
         if share:
             share.release()
+    print(closing_summary(metrics, str(out), time.perf_counter() - begin), flush=True)
+    return metrics
 
 
 def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
@@ -142,7 +155,12 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
 
     history = EpochHistory()
     _ddp_children_run_this_job_only(out)
-    trainer = create_trainer(cfg, out, history, *([share] if share else []))
+    batches = -(-len(dm.splits["train"]) // dm.batch_size)
+    if cfg.trainer.get("limit_train_batches") and cfg.trainer.limit_train_batches >= 1:
+        batches = min(batches, int(cfg.trainer.limit_train_batches))
+    trainer = create_trainer(
+        cfg, out, history, *([share] if share else []), train_batches=batches
+    )
     trainer.logger.experiment.add_text("model_summary", f"```\n{summary}\n```")
     try:
         return _fit_test_write(
@@ -295,9 +313,8 @@ def _maybe_cache_features(cfg: DictConfig, module: TransferModule, dm, data_cfg:
         "source_args": OmegaConf.to_container(cfg.data.source_args, resolve=True),
         "transform": data_cfg,
     }
-    start = time.perf_counter()
     use_cached_features(module, dm, FeatureCache(cfg.feature_cache.dir), key_parts)
-    log.info("Feature cache: backbone features ready in %.1f s.", time.perf_counter() - start)
+    log.info("Feature cache: the frozen backbone runs once per split; the head trains on that.")
     return True
 
 
