@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
-
-from hydra import compose, initialize_config_dir
 
 from tl_experiments.errors import UserError
 from tl_experiments.train import run
@@ -301,8 +300,14 @@ def test_eval_on_the_runs_own_folder_tests_only_its_test_split(make_cfg, tmp_pat
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(
             config_name="eval",
-            overrides=[*TINY, "data=image_folder", f"data.root={root}", f"ckpt={ckpt}",
-                       f"paths.output_dir={tmp_path / 'eval'}", "trainer.limit_test_batches=null"],
+            overrides=[
+                *TINY,
+                "data=image_folder",
+                f"data.root={root}",
+                f"ckpt={ckpt}",
+                f"paths.output_dir={tmp_path / 'eval'}",
+                "trainer.limit_test_batches=null",
+            ],
         )
     metrics = evaluate(cfg)  # the run's fractions, not eval's defaults, draw the test split
     assert trained["test_size"] == 6  # 25% of 24; eval's default 20% would give 4

@@ -91,7 +91,9 @@ def use_cached_features(
                     module.backbone, dm.image_dataset(split), module.channels_last
                 ),
             )
-            log.info("Backbone features of the %s split: %.1f s.", split, time.perf_counter() - start)
+            log.info(
+                "Backbone features of the %s split: %.1f s.", split, time.perf_counter() - start
+            )
             return found
 
         return get

@@ -55,8 +55,10 @@ def eval_images(
         split = "all" if folder and not own else "test"
     if split == "all":
         if own:
-            log.warning("split=all on the data this checkpoint was trained on scores its "
-                        "training images too; use split=test for the run's own test split.")
+            log.warning(
+                "split=all on the data this checkpoint was trained on scores its "
+                "training images too; use split=test for the run's own test split."
+            )
         idx = np.arange(len(image_set))
     else:
         draw = trained if own else data  # the run's own fractions and seed on its own data

@@ -158,9 +158,7 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
     batches = -(-len(dm.splits["train"]) // dm.batch_size)
     if cfg.trainer.get("limit_train_batches") and cfg.trainer.limit_train_batches >= 1:
         batches = min(batches, int(cfg.trainer.limit_train_batches))
-    trainer = create_trainer(
-        cfg, out, history, *([share] if share else []), train_batches=batches
-    )
+    trainer = create_trainer(cfg, out, history, *([share] if share else []), train_batches=batches)
     trainer.logger.experiment.add_text("model_summary", f"```\n{summary}\n```")
     try:
         return _fit_test_write(

@@ -44,7 +44,11 @@ class EpochHistory(pl.Callback):
 
     def state_dict(self) -> dict:
         now = time.perf_counter() - self._fit_start if self._fit_start is not None else 0.0
-        return {"rows": self.rows, "seconds": self.seconds, "fit_seconds": self.resumed_seconds + now}
+        return {
+            "rows": self.rows,
+            "seconds": self.seconds,
+            "fit_seconds": self.resumed_seconds + now,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows, self.seconds = list(state_dict["rows"]), float(state_dict["seconds"])

@@ -31,9 +31,7 @@ class ImageCheck:
     duplicates: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
-def check_images(
-    items: list, splits: dict[str, np.ndarray], skip_bad: bool, decode
-) -> ImageCheck:
+def check_images(items: list, splits: dict[str, np.ndarray], skip_bad: bool, decode) -> ImageCheck:
     """Decode every item of every split with ``decode`` (raising :class:`UserError` when it
     cannot) and hash it.
 

@@ -93,7 +93,9 @@ def _warn_missing_classes(image_set: ImageSet, splits: dict) -> None:
                 "images to them, or raise data.%s_fraction.",
                 ", ".join(absent),
                 split,
-                ", ".join(str(int((image_set.labels == image_set.class_names.index(c)).sum()))
-                          for c in absent),
+                ", ".join(
+                    str(int((image_set.labels == image_set.class_names.index(c)).sum()))
+                    for c in absent
+                ),
                 split,
             )

@@ -40,6 +40,7 @@ class WeightsInfo:
         rest = "" if self.loaded == self.total else " (new head)"
         return f"{where}: {self.loaded} of {self.total} tensors loaded{rest}"
 
+
 _OFFLINE_CHOICES = (
     "model.weights=packaged (efficientnet_lite0, no network needed), "
     "model.weights=file model.weights_file=PATH (.pth or .safetensors), or model.weights=none"
