@@ -92,6 +92,32 @@ def test_eval_reproduces_the_runs_test(run_dir: Path, ckpt: Path, tmp_path: Path
     assert (out / "confusion_matrix.png").stat().st_size > 0
 
 
+def test_plain_eval_retests_on_the_checkpoints_own_data(
+    run_dir: Path, ckpt: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "eval"
+    proc = subprocess.run(  # no data overrides at all, as the README shows it
+        [
+            sys.executable,
+            str(ROOT / "eval.py"),
+            "trainer=debug",
+            "trainer.limit_test_batches=null",
+            f"ckpt={ckpt}",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    evaluated = json.loads((out / "eval_metrics.json").read_text())
+    # eval's own defaults would test 20% of the data (1000 images), not the run's 2%.
+    assert (evaluated["split"], evaluated["num_images"]) == ("test", trained["test_size"])
+    assert evaluated["test_acc"] == pytest.approx(trained["test_acc"], abs=1e-6)
+
+
 def test_eval_scores_a_whole_folder_of_some_classes(
     ckpt: Path, image_dir: Path, tmp_path: Path
 ) -> None:

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
 from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 
 from tl_experiments.errors import UserError
 from tl_experiments.train import run
 
-from .conftest import ROOT, TINY, run_train
+from .conftest import CONF, ROOT, TINY, run_train
 
 TIMING = {"train_seconds", "history", "pid", "started_at", "finished_at"}
 
@@ -68,6 +69,27 @@ CASES = {
     "splits disagree": (["data=image_folder", "data.root=@splits"], "differ from"),
     "unreadable image": (["data=image_folder", "data.root=@broken"], "Cannot read image"),
     "truncated image": (["data=image_folder", "data.root=@truncated"], "Cannot read image"),
+    "unreadable image in the test split": (
+        ["data=image_folder", "data.root=@badtest"],
+        "Cannot read image",
+    ),
+    "empty class folder": (["data=image_folder", "data.root=@emptyclass"], "has no images (it"),
+    "class folder named train": (["data=image_folder", "data.root=@trainclass"], "mixes split"),
+    "zero image size": (["model.img_size=0"], "model.img_size=0 must be positive"),
+    "lr not a number": (["strategy.lr=abc"], "strategy.lr=abc is not a number"),
+    "samples_per_class not a number": (
+        ["data.samples_per_class=ten"],
+        "data.samples_per_class=ten is not a whole number",
+    ),
+    "corrupt safetensors": (
+        ["model.weights=file", "model.weights_file=@corrupt"],
+        "Cannot read weights file",
+    ),
+    "data.root is a file": (["data=image_folder", "data.root=@file"], "is a file, not a folder"),
+    "same image in train and test, refused": (
+        ["data=image_folder", "data.root=@copies", "data.refuse_duplicates=true"],
+        "test image(s) copy train images",
+    ),
 }
 
 
@@ -81,8 +103,21 @@ def fixtures(tmp_path: Path) -> dict[str, str]:
     _folder(tmp_path / "splits" / "test", {"a": 4, "c": 4})
     _folder(tmp_path / "broken", {"a": 6, "b": 6}, {"b/bad.png": b"not an image"})
     _folder(tmp_path / "truncated", {"a": 6, "b": 6}, {"a/cut.png": _truncated_png(tmp_path)})
+    _folder(tmp_path / "badtest" / "train", {"a": 4, "b": 4})
+    _folder(tmp_path / "badtest" / "test", {"a": 2, "b": 2}, {"a/bad.png": b"not an image"})
+    _folder(tmp_path / "emptyclass", {"a": 4, "b": 4, "c": 0})
+    _folder(tmp_path / "trainclass", {"train": 4, "cat": 4})
+    _folder(tmp_path / "copies" / "train", {"a": 4, "b": 4})
+    _folder(tmp_path / "copies" / "test", {"a": 4, "b": 4})  # the same pixels: copies
     torch.save(timm.create_model("test_efficientnet").state_dict(), tmp_path / "effnet.pth")
+    (tmp_path / "cut.safetensors").write_bytes(b"\x40\x00\x00\x00\x00\x00\x00\x00{")
     return {
+        "@badtest": str(tmp_path / "badtest"),
+        "@emptyclass": str(tmp_path / "emptyclass"),
+        "@trainclass": str(tmp_path / "trainclass"),
+        "@file": str(tmp_path / "effnet.pth"),
+        "@corrupt": str(tmp_path / "cut.safetensors"),
+        "@copies": str(tmp_path / "copies"),
         "@empty": str(tmp_path / "empty"),
         "@one": str(tmp_path / "one"),
         "@splits": str(tmp_path / "splits"),
@@ -138,13 +173,25 @@ def test_unreadable_images_can_be_skipped_and_counted(make_cfg, fixtures, extra)
     ("args", "needle"),
     [
         (["strategy.lrr=1"], "Could not override 'strategy.lrr'"),
-        (["paths.log_dir=/proc/nope"], "Cannot create the output folder"),
+        (["paths.log_dir=/proc/nope"], "set paths.log_dir to a writable folder"),
+        (["hydra.run.dir=/proc/nope/run"], "set hydra.run.dir to a writable folder"),
+        (["data=image_folder"], "data.root is not set; pass data.root=/path/to/images"),
+        (["data.root=/x"], "add data=image_folder before data.root="),
     ],
 )
 def test_cli_config_mistakes(tmp_path: Path, args: list[str], needle: str) -> None:
     proc = run_train([*TINY, *args], cwd=tmp_path, timeout=120)
     assert proc.returncode == 2
     assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unset_mandatory_value_exits_2_in_a_multirun_job_too(make_cfg, capsys) -> None:
+    from tl_experiments.cli import guarded
+
+    with pytest.raises(SystemExit) as e:  # what preflight does not see (-m) guarded does
+        guarded(run, make_cfg("data=image_folder"))
+    assert e.value.code == 2
+    assert "Error: data.root is not set; pass data.root=" in capsys.readouterr().err
 
 
 def _bare_trainer(max_epochs: int) -> pl.Trainer:
@@ -241,3 +288,85 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
     for key in ("test_acc", "best_val_acc", "val_acc", "train_acc", "epochs", "trainable_params"):
         assert a[key] == b[key], key
     assert [h["val_loss"] for h in a["history"]] == [h["val_loss"] for h in b["history"]]
+
+
+def test_eval_on_the_runs_own_folder_tests_only_its_test_split(make_cfg, tmp_path: Path) -> None:
+    from tl_experiments.evaluate import evaluate
+
+    root = _folder(tmp_path / "photos", {"a": 12, "b": 12})
+    folder = [f"data.root={root}", "data.samples_per_class=null", "data.test_fraction=0.25"]
+    trained = run(make_cfg("data=image_folder", *folder, "analysis.enabled=false"))
+    ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="eval",
+            overrides=[
+                *TINY,
+                "data=image_folder",
+                f"data.root={root}",
+                f"ckpt={ckpt}",
+                f"paths.output_dir={tmp_path / 'eval'}",
+                "trainer.limit_test_batches=null",
+            ],
+        )
+    metrics = evaluate(cfg)  # the run's fractions, not eval's defaults, draw the test split
+    assert trained["test_size"] == 6  # 25% of 24; eval's default 20% would give 4
+    assert (metrics["split"], metrics["num_images"]) == ("test", 6)
+
+
+def test_eval_given_a_run_folder_names_its_checkpoint(tmp_path: Path) -> None:
+    from tl_experiments.models.checkpoint import load_checkpoint
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best.ckpt").write_bytes(b"")
+    with pytest.raises(UserError, match=r"is a folder, not a checkpoint file; pass ckpt=.*best"):
+        load_checkpoint(tmp_path)
+
+
+def test_ctrl_c_in_the_analysis_keeps_the_results(make_cfg, monkeypatch, capsys) -> None:
+    import tl_experiments.train as train
+    from tl_experiments.cli import guarded
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "analyze", interrupted)
+    cfg = make_cfg()
+    with pytest.raises(SystemExit) as e:
+        guarded(run, cfg)
+    assert e.value.code == 130
+    err = capsys.readouterr().err
+    assert "Stopped: Interrupted during the analysis;" in err and "Traceback" not in err
+    metrics = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
+    assert metrics["analysis_interrupted"] is True and metrics["test_acc"] is not None
+
+
+def test_ctrl_c_in_training_says_how_to_resume(make_cfg, monkeypatch) -> None:
+    from tl_experiments.callbacks import EpochHistory
+
+    def interrupted(self, trainer, module):
+        if trainer.current_epoch == 1:  # epoch 0 wrote its checkpoint
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(EpochHistory, "on_train_epoch_start", interrupted)
+    cfg = make_cfg("trainer.max_epochs=2")
+    with pytest.raises(KeyboardInterrupt) as e:
+        run(cfg)
+    out = Path(cfg.paths.output_dir)
+    assert str(e.value) == (
+        f"Interrupted during training; resume with: python train.py hydra.run.dir={out} "
+        "ckpt_path=last"
+    )
+    assert not (out / "metrics.json").exists()
+
+
+def test_train_seconds_of_a_resumed_run_include_the_time_before_it() -> None:
+    from tl_experiments.callbacks import EpochHistory
+
+    first = EpochHistory()
+    first.on_fit_start(None, None)
+    time.sleep(0.2)
+    resumed = EpochHistory()
+    resumed.load_state_dict(first.state_dict())  # what the checkpoint carries
+    assert resumed.resumed_seconds >= 0.2
+    assert EpochHistory().resumed_seconds == 0.0

@@ -14,6 +14,7 @@ from timm.data import create_transform, resolve_data_config
 
 from tl_experiments.errors import UserError
 from tl_experiments.models import create_backbone
+from tl_experiments.models.backbone import create_backbone_and_weights
 from tl_experiments.models.weights import load_weights_file, packaged_state_dict
 
 SKLEARN_IMAGES = Path(__import__("sklearn.datasets").datasets.__file__).parent / "images"
@@ -63,10 +64,46 @@ def test_local_weights_file(tmp_path: Path, suffix: str) -> None:
     assert model.get_classifier().out_features == 4
 
 
+def _fewer_classes_state(arch: str) -> dict[str, torch.Tensor]:
+    # Another class count than the target's 4: timm alone would load such a file non-strictly.
+    return timm.create_model(arch, num_classes=7).state_dict()
+
+
 def test_weights_for_another_architecture_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "w.pth"
-    torch.save(timm.create_model("test_efficientnet").state_dict(), path)
-    with pytest.raises(UserError, match="do not fit 'test_resnet'"):
+    torch.save(_fewer_classes_state("test_efficientnet"), path)
+    with pytest.raises(UserError, match=r"do not fit 'test_resnet': \d+ of its 90 backbone"):
+        create_backbone("test_resnet", 4, "file", str(path))
+
+
+def test_weights_with_one_matching_key_are_refused(tmp_path: Path) -> None:
+    state = _fewer_classes_state("test_resnet")
+    path = tmp_path / "one.pth"
+    torch.save({"conv1.0.weight": state["conv1.0.weight"], "other.weight": torch.ones(3)}, path)
+    with pytest.raises(UserError) as e:
+        create_backbone("test_resnet", 4, "file", str(path))
+    assert "89 of its 90 backbone tensors missing, 1 unknown" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("prefix", ["module.", "model.", "module.backbone."])
+def test_weights_saved_from_a_wrapper_load_every_backbone_tensor(
+    tmp_path: Path, prefix: str
+) -> None:
+    source = timm.create_model("test_resnet", num_classes=7)
+    path = tmp_path / "ddp.pth"
+    torch.save({prefix + k: v for k, v in source.state_dict().items()}, path)
+    model, info = create_backbone_and_weights("test_resnet", 4, "file", str(path))
+    own = model.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in source.state_dict().items() if "fc" not in k)
+    assert (info.source, info.loaded, info.total) == ("file", 90, 92)  # all but fc's 2
+    assert info.describe() == f"file {path}: 90 of 92 tensors loaded (new head)"
+
+
+def test_a_corrupt_safetensors_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(UserError, match=r"Cannot read weights file '.*w\.safetensors'"):
         create_backbone("test_resnet", 4, "file", str(path))
 
 

@@ -11,6 +11,9 @@ a cached split is served as one whole epoch per batch (``TransferModule.training
 
 from __future__ import annotations
 
+import logging
+import time
+
 from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.data.feature_cache import (
     FeatureCache,
@@ -19,6 +22,8 @@ from tl_experiments.data.feature_cache import (
     weights_digest,
 )
 from tl_experiments.models.module import TransferModule
+
+log = logging.getLogger(__name__)
 
 __all__ = ["cache_blocker", "use_cached_features"]
 
@@ -79,12 +84,17 @@ def use_cached_features(
             if dm.skip_bad_images:
                 dm.image_dataset(split)  # drops unreadable images: the key needs the rest
             key = cache_key(weights=digest, split=split, indices=dm.splits[split], **key_parts)
-            return cache.get_or_compute(
+            start = time.perf_counter()
+            found = cache.get_or_compute(
                 key,
                 lambda: extract_features(
                     module.backbone, dm.image_dataset(split), module.channels_last
                 ),
             )
+            log.info(
+                "Backbone features of the %s split: %.1f s.", split, time.perf_counter() - start
+            )
+            return found
 
         return get
 

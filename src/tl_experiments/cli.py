@@ -51,16 +51,77 @@ def preflight(argv: list[str], config_name: str) -> None:
             cfg = compose(config_name=config_name, overrides=argv, return_hydra_config=True)
             run_dir = Path(str(cfg.hydra.run.dir))
     except (HydraException, OmegaConfBaseException) as e:
-        _exit(
-            f"{_first_line(e)}; check the spelling against `python {config_name}.py "
-            "--cfg job`, which prints every key and its value."
-        )
+        _exit(f"{_first_line(e)}; {_override_fix(str(e), conf, config_name)}")
     except Exception:  # anything else: let Hydra report it in full
         return
-    _check_writable(run_dir)
+    missing = missing_keys(cfg)
+    if missing:
+        _exit(missing_message(missing[0]))
+    key = "hydra.run.dir" if any(a.startswith("hydra.run.dir=") for a in argv) else None
+    _check_writable(run_dir, key or "paths.log_dir")
 
 
-def _check_writable(run_dir: Path) -> None:
+# The fix for a mandatory value left unset (``???`` in a config file).
+_MISSING_HINTS = {
+    "data.root": "data.root=/path/to/images (a folder laid out as root/<class_name>/<images>)",
+    "ckpt": "ckpt=<run folder>/checkpoints/best.ckpt",
+}
+
+
+def missing_keys(cfg: DictConfig) -> list[str]:
+    """Mandatory keys (``???``) of ``cfg`` that are still unset, Hydra's own left out."""
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(cfg, resolve=False)  # "???" stays as it is written
+    plain.pop("hydra", None)
+    missing, todo = [], [("", plain)]
+    while todo:
+        prefix, node = todo.pop()
+        for key, value in node.items():
+            if value == "???":
+                missing.append(prefix + str(key))
+            elif isinstance(value, dict):
+                todo.append((f"{prefix}{key}.", value))
+    return sorted(missing)
+
+
+def missing_message(key: str) -> str:
+    """One sentence for an unset mandatory value and how to set it."""
+    return f"{key} is not set; pass {_MISSING_HINTS.get(key, key + '=VALUE')} on the command line."
+
+
+def _override_fix(message: str, conf: Path, config_name: str) -> str:
+    """How to fix an override Hydra could not apply: the group option that has the key,
+    when another option of the group has it (``data.root`` needs ``data=image_folder``)."""
+    import re
+
+    found = re.search(r"override '([\w.]+)'", message)
+    group, _, sub = found.group(1).partition(".") if found else ("", "", "")
+    options = _options_with_key(conf / group, sub.split(".")[0]) if group and sub else []
+    if options:
+        return (
+            f"{found.group(1)} belongs to {' or '.join(f'{group}={o}' for o in options)}; "
+            f"add {group}={options[0]} before {found.group(1)}=..."
+        )
+    return (
+        f"check the spelling against `python {config_name}.py --cfg job`, which prints "
+        "every key and its value"
+    ) + "."
+
+
+def _options_with_key(group_dir: Path, key: str) -> list[str]:
+    """Config files of a group that set ``key``; those where it is mandatory (``???``) first."""
+    import re
+
+    found = []
+    for f in sorted(group_dir.glob("*.yaml")):
+        line = re.search(rf"^{re.escape(key)}:(.*)$", f.read_text(), re.M)
+        if line:
+            found.append((line.group(1).split("#")[0].strip() != "???", f.stem))
+    return [name for _, name in sorted(found)]
+
+
+def _check_writable(run_dir: Path, key: str = "paths.log_dir") -> None:
     parent = run_dir
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -71,7 +132,7 @@ def _check_writable(run_dir: Path) -> None:
     except OSError:
         _exit(
             f"Cannot create the output folder '{run_dir}' ('{parent}' is not writable); "
-            "set paths.log_dir to a writable folder."
+            f"set {key} to a writable folder."
         )
 
 
@@ -88,7 +149,14 @@ def guarded(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict | None:
     """Run ``task(cfg)``; a failure prints one line and exits non-zero, or, in a multirun,
     is recorded in the job's ``error.json`` so the other jobs of the sweep go on."""
     try:
+        missing = missing_keys(cfg)
+        if missing:
+            raise UserError(missing_message(missing[0]))
         return task(cfg)
+    except KeyboardInterrupt as e:  # Ctrl-C: one line that says what is kept, no traceback
+        message = str(e) or "Interrupted; run the command again (ckpt_path=last resumes)."
+        print(f"\nStopped: {message}", file=sys.stderr, flush=True)
+        sys.exit(130)  # the shell's code for a SIGINT
     except Exception as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

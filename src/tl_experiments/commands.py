@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from tl_experiments.data.sources import IMAGE_SUFFIXES
+from tl_experiments.data.sources import IMAGE_SUFFIXES, image_files
 from tl_experiments.errors import UserError
 
 __all__ = ["find_images", "parse_kv", "positive_int", "run_command"]
@@ -26,6 +26,9 @@ def parse_kv(
         UserError: on an argument without ``=`` or an unknown key; the message shows ``usage``.
     """
     args = dict(defaults)
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"usage: {usage}")
+        raise SystemExit(0)
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in defaults:
@@ -55,9 +58,7 @@ def find_images(spec: str) -> list[Path]:
     for part in filter(None, (p.strip() for p in spec.split(","))):
         path = Path(part)
         if path.is_dir():
-            files += sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
+            files += image_files(path)
         elif path.is_file():
             files.append(path)
         else:

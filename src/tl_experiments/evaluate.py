@@ -6,6 +6,7 @@ from the checkpoint alone; the config only chooses the data, the split and the t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -24,16 +25,23 @@ __all__ = ["SPLITS", "evaluate", "eval_images"]
 
 SPLITS = ("auto", "test", "all")
 
+log = logging.getLogger(__name__)
 
-def eval_images(data: Mapping, class_names: list[str], split: str = "auto") -> tuple[ImageSet, str]:
+
+def eval_images(
+    data: Mapping, class_names: list[str], split: str = "auto", trained: Mapping | None = None
+) -> tuple[ImageSet, str]:
     """The images of a data config to evaluate on, labelled with the checkpoint's class ids.
 
     Args:
         data: a data config (``cfg.data`` as a plain dict).
         class_names: the checkpoint's classes; the data's classes must be among them.
         split: ``test`` (the split a training run tests on), ``all`` (every image), or
-            ``auto``: ``all`` for a folder without its own ``test/`` subfolder
-            (``data=image_folder``: new images to score), else ``test``.
+            ``auto``: ``test`` on the data the checkpoint was trained on (``all`` would
+            score its training images too), ``all`` on other data without its own
+            ``test/`` subfolder (new images to score), else ``test``.
+        trained: the data config the checkpoint was trained with; on that data the test
+            split is drawn with its fractions and seed, so it is the run's own.
 
     Returns:
         The images and the split they are (``auto`` resolved).
@@ -41,26 +49,71 @@ def eval_images(data: Mapping, class_names: list[str], split: str = "auto") -> t
     if split not in SPLITS:
         raise UserError(f"split={split} is not one of {', '.join(SPLITS)}; pick one of them.")
     image_set = load_image_set(data["source"], data.get("source_args"))
+    own = trained is not None and same_data(data, trained)
     if split == "auto":
-        own_test = "test" in image_set.splits
-        split = "all" if data["source"] == "image_folder" and not own_test else "test"
+        folder = data["source"] == "image_folder" and "test" not in image_set.splits
+        split = "all" if folder and not own else "test"
     if split == "all":
+        if own:
+            log.warning(
+                "split=all on the data this checkpoint was trained on scores its "
+                "training images too; use split=test for the run's own test split."
+            )
         idx = np.arange(len(image_set))
     else:
+        draw = trained if own else data  # the run's own fractions and seed on its own data
         # Same arguments as training (samples_per_class only thins the train split).
         idx = make_splits(
             image_set.labels,
             image_set.splits,
-            data.get("val_fraction", 0.1),
-            data.get("test_fraction", 0.2),
+            draw.get("val_fraction", 0.1),
+            draw.get("test_fraction", 0.2),
             None,
-            data.get("split_seed", 0),
+            draw.get("split_seed", 0),
         )["test"]
     image_set = _relabel(image_set, class_names)
     images = replace(
         image_set, items=[image_set.items[i] for i in idx], labels=image_set.labels[idx], splits={}
     )
     return images, split
+
+
+def same_data(a: Mapping, b: Mapping) -> bool:
+    """Whether two data configs read the same images (same source, same folder)."""
+
+    def where(d: Mapping) -> dict:
+        args = dict(d.get("source_args") or {})
+        if args.get("root"):
+            args["root"] = str(Path(args["root"]).expanduser().resolve())
+        return {"source": d["source"], **args}
+
+    return where(a) == where(b)
+
+
+def eval_data(cfg: DictConfig, ckpt: dict) -> tuple[dict, dict | None]:
+    """The data to evaluate on and the data the checkpoint was trained on.
+
+    Without ``data=`` or ``data.*`` on the command line (``data_from=auto``), or with
+    ``data_from=ckpt``, that is the checkpoint's own data: ``python eval.py ckpt=...``
+    re-tests the run on its own test split.
+    """
+    trained = ckpt["tl_experiments"].get("config", {}).get("data")
+    mode = cfg.get("data_from", "config")
+    if mode not in ("auto", "ckpt", "config"):
+        raise UserError(f"data_from={mode} is not one of auto, ckpt, config; pick one of them.")
+    from_ckpt = mode == "ckpt" or (mode == "auto" and not _data_on_command_line())
+    if from_ckpt and trained:
+        return dict(trained), trained
+    return OmegaConf.to_container(cfg.data, resolve=True), trained
+
+
+def _data_on_command_line() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():  # called from Python: the config is what was asked for
+        return True
+    keys = (o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task)
+    return any(k == "data" or k.startswith("data.") for k in keys)
 
 
 def _relabel(image_set: ImageSet, class_names: list[str]) -> ImageSet:
@@ -89,8 +142,8 @@ def evaluate(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     ckpt = load_checkpoint(cfg.ckpt)
     module = module_from_checkpoint(ckpt)
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    images, split = eval_images(data, module.class_names, cfg.get("split", "auto"))
+    data, trained = eval_data(cfg, ckpt)
+    images, split = eval_images(data, module.class_names, cfg.get("split", "auto"), trained)
     dm = _datamodule(ckpt, images, data)
     out.mkdir(parents=True, exist_ok=True)
     trainer = _trainer(cfg, out)
@@ -99,7 +152,7 @@ def evaluate(cfg: DictConfig) -> dict:
     write_test_files(results, module.class_names, out, trainer.logger.experiment)
     # Images actually tested: trainer.limit_test_batches may stop before the end.
     n_tested = int(sum(results["per_class"]["support"]))
-    metrics = _metrics(cfg, ckpt, trainer.callback_metrics, split, n_tested)
+    metrics = _metrics(cfg, ckpt, trainer.callback_metrics, split, n_tested, data["name"])
     write_json_atomic(metrics, out / "eval_metrics.json")
     print(
         f"Test accuracy {metrics['test_acc']:.4f}, macro F1 {metrics['test_f1_macro']:.4f} "
@@ -134,7 +187,9 @@ def _trainer(cfg: DictConfig, out: Path) -> pl.Trainer:
     return pl.Trainer(**kwargs)
 
 
-def _metrics(cfg: DictConfig, ckpt: dict, logged: Mapping, split: str, num_images: int) -> dict:
+def _metrics(
+    cfg: DictConfig, ckpt: dict, logged: Mapping, split: str, num_images: int, data_name: str
+) -> dict:
     meta = ckpt["tl_experiments"]
     trained = meta.get("config", {})
     return {
@@ -143,7 +198,7 @@ def _metrics(cfg: DictConfig, ckpt: dict, logged: Mapping, split: str, num_image
         "arch": meta["arch"],
         "strategy": meta.get("strategy"),
         "trained_on": trained.get("data", {}).get("name"),
-        "data": cfg.data.name,
+        "data": data_name,
         "split": split,
         "num_images": num_images,
         "num_classes": len(meta["class_names"]),

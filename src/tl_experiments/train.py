@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -18,13 +22,15 @@ from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.cached_features import cache_blocker, use_cached_features
 from tl_experiments.callbacks import CoreShare, EpochHistory
 from tl_experiments.checkpoint_io import LocalFileCheckpointIO
+from tl_experiments.console import RunProgress, closing_summary, quiet_third_party
 from tl_experiments.data import create_datamodule, load_image_set
 from tl_experiments.data.feature_cache import FeatureCache
 from tl_experiments.errors import UserError
-from tl_experiments.models import create_backbone, stage_summary
+from tl_experiments.models import stage_summary
+from tl_experiments.models.backbone import WeightsInfo, create_backbone_and_weights
 from tl_experiments.models.module import TransferModule
 from tl_experiments.outputs import write_json_atomic, write_test_files
-from tl_experiments.strategies import Strategy
+from tl_experiments.strategies import Strategy, stage_lrs
 from tl_experiments.tensorboard import RunLogger
 
 __all__ = ["run"]
@@ -36,7 +42,7 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
     """Backbone with its starting weights, wrapped under the configured strategy."""
     strategy = Strategy.from_dict(OmegaConf.to_container(cfg.strategy, resolve=True))
     weights = cfg.model.weights if strategy.pretrained else "none"
-    backbone = create_backbone(
+    backbone, info = create_backbone_and_weights(
         cfg.model.arch,
         num_classes,
         weights,
@@ -45,6 +51,7 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
         cfg.get("zero_head", True),
     )
     module = TransferModule(backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing)
+    module.meta["weights"] = asdict(info)  # kept in every checkpoint
     speed = cfg.get("speed") or {}
     module.set_speed_options(
         bool(speed.get("channels_last")),
@@ -55,7 +62,11 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
 
 
 def create_trainer(
-    cfg: DictConfig, out: Path, history: EpochHistory, *extra: pl.Callback
+    cfg: DictConfig,
+    out: Path,
+    history: EpochHistory,
+    *extra: pl.Callback,
+    train_batches: int | None = None,
 ) -> pl.Trainer:
     """Trainer with checkpoints (best + last), lr monitor and TensorBoard in the run folder."""
     if cfg.trainer.get("max_epochs", 1) <= 0:
@@ -73,6 +84,10 @@ def create_trainer(
     logger = RunLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
     callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch"), history, *extra]
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if args.get("enable_progress_bar", True):
+        callbacks.append(RunProgress())
+    if train_batches:  # Lightning warns when an epoch is shorter than its logging interval
+        args["log_every_n_steps"] = max(1, min(args.get("log_every_n_steps", 50), train_batches))
     args.setdefault("plugins", [LocalFileCheckpointIO()])  # unless the config sets its own
     return pl.Trainer(
         **args,
@@ -95,11 +110,15 @@ def run(cfg: DictConfig) -> dict:
     (out / "error.json").unlink(missing_ok=True)  # a re-run replaces an earlier failure
     set_threads(cfg.get("threads") or _parallel_share())
     share = _core_share(cfg)
+    quiet_third_party()
+    begin = time.perf_counter()
     try:
-        return _run(cfg, out, share)
+        metrics = _run(cfg, out, share)
     finally:
         if share:
             share.release()
+    print(closing_summary(metrics, str(out), time.perf_counter() - begin), flush=True)
+    return metrics
 
 
 def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
@@ -116,6 +135,7 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
         image_set, module.backbone, cfg.model.img_size, seed=cfg.seed, **data_kwargs
     )
     module.meta = {
+        **module.meta,
         "arch": cfg.model.arch,
         "data_config": data_cfg,
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -124,7 +144,10 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
     _maybe_cache_features(cfg, module, dm, data_cfg)
 
     summary = stage_summary(
-        module.stages, f"{cfg.model.name} ({cfg.model.arch}), strategy {cfg.strategy.name}"
+        module.stages,
+        f"{cfg.model.name} ({cfg.model.arch}), strategy {cfg.strategy.name}",
+        stage_lrs(module.strategy, len(module.stages)),
+        WeightsInfo(**module.meta["weights"]).describe(),
     )
     print(summary, flush=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,7 +155,10 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
 
     history = EpochHistory()
     _ddp_children_run_this_job_only(out)
-    trainer = create_trainer(cfg, out, history, *([share] if share else []))
+    batches = -(-len(dm.splits["train"]) // dm.batch_size)
+    if cfg.trainer.get("limit_train_batches") and cfg.trainer.limit_train_batches >= 1:
+        batches = min(batches, int(cfg.trainer.limit_train_batches))
+    trainer = create_trainer(cfg, out, history, *([share] if share else []), train_batches=batches)
     trainer.logger.experiment.add_text("model_summary", f"```\n{summary}\n```")
     try:
         return _fit_test_write(
@@ -161,33 +187,74 @@ def _fit_test_write(
     if ckpt_path is None and cfg.get("skip_finished") and (out / "checkpoints/last.ckpt").is_file():
         print(f"Resuming the unfinished job in {out} from its last.ckpt.", flush=True)
         ckpt_path = "last"  # a re-run sweep continues a killed job instead of restarting it
-    trainer.fit(module, datamodule=dm, ckpt_path=resume_path(ckpt_path, out))
-    train_seconds = time.perf_counter() - start
+    with _stopped_by_ctrl_c(trainer, out, "during training"):
+        trainer.fit(module, datamodule=dm, ckpt_path=resume_path(ckpt_path, out))
+    # A resumed run adds the fit time before its checkpoint, so resumed jobs compare fairly.
+    train_seconds = time.perf_counter() - start + history.resumed_seconds
     best = trainer.checkpoint_callback.best_model_path or None
     fit_history = list(history.rows)  # test() restores callback state from the best epoch
-    trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
+    log.info("Testing the best checkpoint (%s).", Path(best).name if best else "last weights")
+    with _stopped_by_ctrl_c(trainer, out, "during the test"):
+        trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
     metrics = _collect(cfg, trainer, module, dm, fit_history, train_seconds)
     results = module.test_results()  # on every rank: torchmetrics syncs across DDP ranks
     if not trainer.is_global_zero:  # DDP: rank 0 alone writes the run folder
         return metrics
     write_test_files(results, module.class_names, out, trainer.logger.experiment)
+    interrupted = False
     if cfg.analysis.enabled:  # forgetting, drift, CKA, shifted test sets (docs/shift.md)
-        metrics |= analyze(
-            module,
-            dm,
-            data_cfg,
-            w0,
-            OmegaConf.to_container(cfg.analysis),
-            OmegaConf.to_container(cfg.model),
-            trainer,
-        )
+        log.info("Analysis: drift, CKA, ImageNet agreement, shifted test sets (docs/shift.md).")
+        try:
+            metrics |= analyze(
+                module,
+                dm,
+                data_cfg,
+                w0,
+                OmegaConf.to_container(cfg.analysis),
+                OmegaConf.to_container(cfg.model),
+                trainer,
+            )
+        except KeyboardInterrupt:  # training and test are done: keep them
+            interrupted = metrics["analysis_interrupted"] = True
     trainer.logger.log_hyperparams(_flat_hparams(cfg), {f"hp/{k}": metrics[k] for k in _HP_METRICS})
     trainer.logger.finalize("success")  # flush and close what test and analysis logged
     metrics.update(
         gpu_slot=gpu_slot, pid=os.getpid(), started_at=started_at, finished_at=time.time()
     )
     write_json_atomic(metrics, out / "metrics.json")
+    if interrupted:
+        raise KeyboardInterrupt(
+            f"Interrupted during the analysis; {out / 'metrics.json'} has the training and "
+            "test results without it (analysis.enabled=false skips the analysis)."
+        )
     return metrics
+
+
+@contextmanager
+def _stopped_by_ctrl_c(trainer: pl.Trainer, out: Path, where: str) -> Iterator[None]:
+    """Lightning answers Ctrl-C with its own shutdown and ``sys.exit(1)``; say instead how
+    to resume (``KeyboardInterrupt`` with that sentence, which ``cli.guarded`` prints)."""
+    try:
+        yield
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
+        raise KeyboardInterrupt(f"Interrupted {where}; {resume_hint(out)}") from None
+
+
+def resume_hint(out: Path) -> str:
+    """How to continue this run from its last checkpoint, as a command."""
+    if not (out / "checkpoints" / "last.ckpt").exists():
+        return "no epoch finished yet, so run the same command again to start over."
+    overrides = []
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        skip = ("hydra.run.dir=", "ckpt_path=")
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
+    args = " ".join([*overrides, f"hydra.run.dir={out}", "ckpt_path=last"])
+    return f"resume with: python train.py {args}"
 
 
 def _ddp_children_run_this_job_only(out: Path) -> None:
@@ -244,9 +311,8 @@ def _maybe_cache_features(cfg: DictConfig, module: TransferModule, dm, data_cfg:
         "source_args": OmegaConf.to_container(cfg.data.source_args, resolve=True),
         "transform": data_cfg,
     }
-    start = time.perf_counter()
     use_cached_features(module, dm, FeatureCache(cfg.feature_cache.dir), key_parts)
-    log.info("Feature cache: backbone features ready in %.1f s.", time.perf_counter() - start)
+    log.info("Feature cache: the frozen backbone runs once per split; the head trains on that.")
     return True
 
 
@@ -283,6 +349,7 @@ def _collect(cfg, trainer, module, dm, history: list[dict], train_seconds: float
         "test_f1_macro": _num(m.get("test/f1_macro")),
         "feature_cache": module.features_input,
         "settings": _settings(cfg),
+        "weights": module.meta.get("weights"),
         "skipped_images": {k: len(v) for k, v in dm.skipped.items()},
         "history": history,
     }

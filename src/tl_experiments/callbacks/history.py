@@ -24,6 +24,12 @@ class EpochHistory(pl.Callback):
         self.rows: list[dict] = []
         self.seconds = 0.0
         self._start: float | None = None
+        # Wall time of fit up to the checkpoint this run resumed from (0 for a fresh run).
+        self.resumed_seconds = 0.0
+        self._fit_start: float | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -41,7 +47,14 @@ class EpochHistory(pl.Callback):
         self.rows.append(row)
 
     def state_dict(self) -> dict:
-        return {"rows": self.rows, "seconds": self.seconds}
+        now = time.perf_counter() - self._fit_start if self._fit_start is not None else 0.0
+        return {
+            "rows": self.rows,
+            "seconds": self.seconds,
+            "fit_seconds": self.resumed_seconds + now,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows, self.seconds = list(state_dict["rows"]), float(state_dict["seconds"])
+        # Older checkpoints have no fit_seconds: their epochs' training time is the best guess.
+        self.resumed_seconds = float(state_dict.get("fit_seconds", self.seconds))

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
+from tl_experiments.data.checks import check_images, duplicate_message
 from tl_experiments.data.sources import ImageSet
 from tl_experiments.errors import UserError
 
 __all__ = ["FeatureSplit", "ImageDataModule", "ImageDataset", "to_pil"]
+
+log = logging.getLogger(__name__)
 
 # Deterministic splits of at most this many bytes (as float tensors) are transformed once
 # and kept in memory, instead of decoding and resizing every image again every epoch.
@@ -21,16 +26,39 @@ PRECOMPUTE_LIMIT_BYTES = 2 * 1024**3
 
 
 def to_pil(item) -> Image.Image:
-    """An RGB PIL image from a uint8 array (grayscale becomes 3 channels) or a file path."""
+    """An RGB PIL image from a uint8 array (grayscale becomes 3 channels) or a file path.
+
+    A file's EXIF orientation is applied (phone photos are stored sideways with a tag that
+    says so), and 16-bit or float images are scaled to 8 bits, not clipped.
+    """
     if isinstance(item, np.ndarray):
-        return Image.fromarray(item).convert("RGB")
+        return _rgb(Image.fromarray(item))
     try:
         with Image.open(item) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
+            return _rgb(ImageOps.exif_transpose(img))
+    # PIL reports a damaged file in several ways (OSError for truncation, SyntaxError for a
+    # broken PNG chunk, ValueError for some bad headers).
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UserError(
             f"Cannot read image '{item}' ({type(e).__name__}); remove or replace the file."
         ) from None
+
+
+# PIL modes with more than 8 bits per pixel: convert("RGB") would clip them at 255.
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _rgb(img: Image.Image) -> Image.Image:
+    if img.mode not in _WIDE_MODES:
+        return img.convert("RGB")
+    a = np.asarray(img, dtype=np.float64)
+    peak = float(a.max(initial=0.0))
+    if img.mode == "F":  # floats: 0..1, 0..255 or 0..65535, whichever range holds them
+        top = next((t for t in (1.0, 255.0, 65535.0) if peak <= t), peak)
+    else:  # 16-bit files (PIL opens some as 32-bit "I"): the full 16-bit range is white
+        top = 65535.0 if peak <= 65535 else peak
+    a = np.clip(a, 0.0, None) * (255.0 / top)
+    return Image.fromarray(np.round(a).astype(np.uint8)).convert("RGB")
 
 
 class ImageDataset(Dataset):
@@ -155,8 +183,6 @@ class ImageDataModule(pl.LightningDataModule):
         """The images of one split, precomputed as tensors when that is possible and cheap."""
         if split not in self.image_datasets:
             idx = self.splits[split]
-            if self.skip_bad_images:
-                idx = self._readable(split, idx)
             items = [self.image_set.items[i] for i in idx]
             labels = self.image_set.labels[idx]
             ds = ImageDataset(items, labels, self.transforms[split])
@@ -167,20 +193,21 @@ class ImageDataModule(pl.LightningDataModule):
             self.image_datasets[split] = ds
         return self.image_datasets[split]
 
-    def _readable(self, split: str, idx: np.ndarray) -> np.ndarray:
-        """Indices whose image decodes; the others are counted in ``skipped`` (opt-in)."""
-        keep, bad = [], []
-        for i in idx:
-            try:
-                to_pil(self.image_set.items[i])
-                keep.append(i)
-            except UserError:
-                bad.append(str(self.image_set.items[i]))
-        self.skipped[split] = bad
-        if not keep:
-            raise UserError(f"No readable image in the {split} split; check the data folder.")
-        self.splits[split] = np.asarray(keep)
-        return self.splits[split]
+    def check_images(self, refuse_duplicates: bool = False) -> None:
+        """Decode every image of every split now, before anything trains or is written, and
+        report images that are in two splits (refused with ``refuse_duplicates``)."""
+        start = time.perf_counter()
+        found = check_images(self.image_set.items, self.splits, self.skip_bad_images, to_pil)
+        self.splits, self.skipped = found.splits, found.skipped
+        if found.duplicates:
+            message = duplicate_message(found.duplicates, refuse_duplicates)
+            if refuse_duplicates:
+                raise UserError(message)
+            log.warning(message)
+        seconds = time.perf_counter() - start
+        if seconds > 2.0:
+            n = sum(len(v) for v in self.splits.values())
+            log.info("Checked %d images (every split) in %.1f s.", n, seconds)
 
     def use_features(self, split: str, features: Callable[[], torch.Tensor]) -> None:
         """Serve backbone features instead of images for ``split``; ``features()`` is called

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import torch.nn as nn
@@ -10,8 +11,11 @@ from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.data.sources import ImageSet, load_source
 from tl_experiments.data.split import make_splits
 from tl_experiments.data.transforms import build_transforms
+from tl_experiments.errors import require_number
 
 __all__ = ["create_datamodule", "load_image_set"]
+
+log = logging.getLogger(__name__)
 
 
 def load_image_set(source: str, source_args: Mapping | None = None) -> ImageSet:
@@ -35,8 +39,10 @@ def create_datamodule(
     aug: Mapping | None = None,
     seed: int = 0,
     skip_bad_images: bool = False,
+    refuse_duplicates: bool = False,
 ) -> tuple[ImageDataModule, dict]:
-    """Split ``image_set`` and build transforms from ``backbone``'s pretrained config.
+    """Split ``image_set``, build transforms from ``backbone``'s pretrained config, and
+    check every image of every split (it decodes; no image is in two splits).
 
     ``split_seed`` fixes validation and test; ``seed`` (the run's) draws the
     ``samples_per_class`` training subset and the batch order.
@@ -44,6 +50,12 @@ def create_datamodule(
     Returns:
         The data module and the resolved timm data config (mean, std, input size...).
     """
+    require_number("model.img_size", img_size, integer=True, positive=True)
+    require_number("data.batch_size", batch_size, integer=True, positive=True)
+    require_number("data.val_fraction", val_fraction)
+    require_number("data.test_fraction", test_fraction)
+    if samples_per_class is not None:
+        require_number("data.samples_per_class", samples_per_class, integer=True)
     splits = make_splits(
         image_set.labels,
         image_set.splits,
@@ -69,4 +81,25 @@ def create_datamodule(
         seed=seed,
         skip_bad_images=skip_bad_images,
     )
+    _warn_missing_classes(image_set, dm.splits)
+    dm.check_images(refuse_duplicates)
     return dm, data_cfg
+
+
+def _warn_missing_classes(image_set: ImageSet, splits: dict) -> None:
+    """A class too small to reach validation or test is measured on nothing: say so."""
+    for split in ("val", "test"):
+        present = set(image_set.labels[splits[split]].tolist())
+        absent = [c for i, c in enumerate(image_set.class_names) if i not in present]
+        if absent:
+            log.warning(
+                "Class(es) %s have no image in the %s split (too few images: %s); add "
+                "images to them, or raise data.%s_fraction.",
+                ", ".join(absent),
+                split,
+                ", ".join(
+                    str(int((image_set.labels == image_set.class_names.index(c)).sum()))
+                    for c in absent
+                ),
+                split,
+            )

@@ -14,7 +14,7 @@ import numpy as np
 
 from tl_experiments.errors import UserError
 
-__all__ = ["ImageSet", "load_source", "SOURCES"]
+__all__ = ["ImageSet", "SOURCES", "image_files", "is_hidden", "load_source"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 
@@ -56,15 +56,27 @@ def digits() -> ImageSet:
     return ImageSet(list(images), d.target.astype(np.int64), [str(i) for i in range(10)])
 
 
+SPLIT_NAMES = ("train", "val", "test")
+
+
 def image_folder(root: str | Path) -> ImageSet:
-    """``root/<class>/*.png``, or ``root/{train,val,test}/<class>/*`` with the splits kept."""
+    """``root/<class>/*.png``, or ``root/{train,val,test}/<class>/*`` with the splits kept.
+
+    Hidden files and folders (``.ipynb_checkpoints``, macOS ``._*``) are not images of the
+    class: they are often copies, which would leak between the splits.
+    """
     root = Path(root)
+    if root.is_file():
+        raise UserError(
+            f"data.root '{root}' is a file, not a folder; set data.root to the folder "
+            "that holds the class folders (root/<class_name>/<image files>)."
+        )
     if not root.is_dir():
         raise UserError(
             f"Data folder '{root}' does not exist; set data.root to a folder "
             "laid out as root/<class_name>/<image files>."
         )
-    split_dirs = [d for d in ("train", "val", "test") if (root / d).is_dir()]
+    split_dirs = _split_dirs(root)
     if not split_dirs:
         classes, files = _scan(root)
         return ImageSet([p for p, _ in files], np.array([c for _, c in files]), classes)
@@ -87,14 +99,42 @@ def image_folder(root: str | Path) -> ImageSet:
     return ImageSet(items, np.array(labels), classes, splits)
 
 
+def _split_dirs(root: Path) -> list[str]:
+    """The split folders of ``root``; refused when they sit beside class folders."""
+    folders = _visible_dirs(root)
+    splits = [d for d in SPLIT_NAMES if d in folders]
+    others = [d for d in folders if d not in SPLIT_NAMES]
+    if splits and others:
+        raise UserError(
+            f"Data folder '{root}' mixes split folders ({', '.join(splits)}) with class "
+            f"folders ({', '.join(others[:4])}); rename the class folder(s) "
+            f"{', '.join(splits)}, or move every class into {root}/<split>/<class_name>/."
+        )
+    return splits
+
+
+def is_hidden(path: Path, below: Path) -> bool:
+    """Whether any part of ``path`` under ``below`` starts with a dot."""
+    return any(part.startswith(".") for part in path.relative_to(below).parts)
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder``, recursively, sorted, hidden ones left out."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not is_hidden(p, folder)
+    )
+
+
+def _visible_dirs(root: Path) -> list[str]:
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
 def _scan(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    files = [
-        (p, i)
-        for i, c in enumerate(classes)
-        for p in sorted((root / c).rglob("*"))
-        if p.suffix.lower() in IMAGE_SUFFIXES
-    ]
+    classes = _visible_dirs(root)
+    per_class = [image_files(root / c) for c in classes]
+    files = [(p, i) for i, found in enumerate(per_class) for p in found]
     if not files:
         raise UserError(
             f"Data folder '{root}' has no images; put image files in {root}/<class_name>/ folders."
@@ -103,6 +143,12 @@ def _scan(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
         raise UserError(
             f"Data folder '{root}' has {len(classes)} class folder(s); "
             "classification needs at least 2."
+        )
+    empty = [c for c, found in zip(classes, per_class, strict=True) if not found]
+    if empty:
+        raise UserError(
+            f"Class folder '{root / empty[0]}' has no images (it would be a class the model "
+            "never sees); add images to it or remove the folder."
         )
     return classes, files
 

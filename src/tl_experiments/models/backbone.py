@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 
 import timm
+import torch
 import torch.nn as nn
 
 from tl_experiments.errors import UserError
@@ -14,7 +16,30 @@ from tl_experiments.models.weights import (
     packaged_state_dict,
 )
 
-__all__ = ["create_backbone"]
+__all__ = ["WeightsInfo", "create_backbone", "create_backbone_and_weights", "load_backbone_state"]
+
+# Prefixes a state dict may carry around a bare model: DDP / DataParallel (``module.``),
+# wrappers such as Lightning modules or EMA (``model.``), this project's module (``backbone.``).
+KNOWN_PREFIXES = ("module.", "model.", "backbone.", "_orig_mod.")
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a backbone's starting weights came from and how much of it they filled."""
+
+    source: str  # hub | file | packaged | none
+    file: str | None
+    loaded: int  # tensors taken from the source
+    total: int  # tensors in the model's state dict
+
+    def describe(self) -> str:
+        """One line for the model summary, e.g. ``file w.pth: 62 of 64 tensors (new head)``."""
+        if self.source == "none":
+            return "none (random init)"
+        where = f"{self.source} {self.file}" if self.file else self.source
+        rest = "" if self.loaded == self.total else " (new head)"
+        return f"{where}: {self.loaded} of {self.total} tensors loaded{rest}"
+
 
 _OFFLINE_CHOICES = (
     "model.weights=packaged (efficientnet_lite0, no network needed), "
@@ -43,16 +68,30 @@ def create_backbone(
             logits (BiT, Kolesnikov et al. 2020). timm's init for EfficientNet heads gives
             an initial loss near 5.6 instead of ln(10) = 2.3 on 10 classes (measured).
     """
-    model = _create(arch, num_classes, weights, weights_file, drop_rate)
+    return create_backbone_and_weights(
+        arch, num_classes, weights, weights_file, drop_rate, zero_head
+    )[0]
+
+
+def create_backbone_and_weights(
+    arch: str,
+    num_classes: int,
+    weights: str = "none",
+    weights_file: str | None = None,
+    drop_rate: float | None = None,
+    zero_head: bool = True,
+) -> tuple[nn.Module, WeightsInfo]:
+    """:func:`create_backbone`, also saying where the weights came from (:class:`WeightsInfo`)."""
+    model, info = _create(arch, num_classes, weights, weights_file, drop_rate)
     if zero_head:
         for p in model.get_classifier().parameters():
             nn.init.zeros_(p)
-    return model
+    return model, info
 
 
 def _create(
     arch: str, num_classes: int, weights: str, weights_file: str | None, drop_rate: float | None
-) -> nn.Module:
+) -> tuple[nn.Module, WeightsInfo]:
     if weights not in WEIGHT_SOURCES:
         raise UserError(
             f"Unknown weights source '{weights}'; use one of {', '.join(WEIGHT_SOURCES)}."
@@ -65,10 +104,12 @@ def _create(
     kwargs: dict = {"num_classes": num_classes}
     if drop_rate is not None:
         kwargs["drop_rate"] = drop_rate
-    if weights == "none":
-        return timm.create_model(arch, pretrained=False, **kwargs)
-    if weights == "hub":
-        return _from_hub(arch, kwargs)
+    if weights in ("none", "hub"):
+        model = _from_hub(arch, kwargs) if weights == "hub" else _random(arch, kwargs)
+        total = len(model.state_dict())
+        head = len(_classifier_keys(model))
+        # timm's hub loading is strict for everything but a resized classifier.
+        return model, WeightsInfo(weights, None, 0 if weights == "none" else total - head, total)
     if weights == "file":
         if not weights_file:
             raise UserError(
@@ -78,16 +119,76 @@ def _create(
         state = load_weights_file(weights_file)
     else:
         state = packaged_state_dict(arch)
+    model = _random(arch, kwargs)
+    loaded = load_backbone_state(model, state, arch, weights_file or weights)
+    return model, WeightsInfo(weights, weights_file, loaded, len(model.state_dict()))
+
+
+def _random(arch: str, kwargs: dict) -> nn.Module:
     try:
-        # timm drops the pretrained classifier when num_classes differs, and loads the rest.
-        return timm.create_model(
-            arch, pretrained=True, pretrained_cfg_overlay={"state_dict": state}, **kwargs
-        )
-    except RuntimeError as e:
+        return timm.create_model(arch, pretrained=False, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as e:  # e.g. a drop_rate this model rejects
         raise UserError(
-            f"The weights do not fit '{arch}' ({str(e).splitlines()[0][:160]}); "
-            "pick the model they were saved from, or model.weights=none."
+            f"timm cannot build '{arch}' with {kwargs} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:120]}); check model.drop_rate and the model config."
         ) from None
+
+
+def _classifier_keys(model: nn.Module) -> set[str]:
+    head = model.get_classifier()
+    names = {id(t): n for n, t in model.state_dict(keep_vars=True).items()}
+    return {names[id(t)] for t in [*head.parameters(), *head.buffers()] if id(t) in names}
+
+
+def _strip_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
+    """Remove a wrapper's prefix (``module.`` from DDP, ...) that every key carries."""
+    for _ in range(2):  # e.g. module.backbone.
+        if set(state) & expected:
+            return state
+        for prefix in KNOWN_PREFIXES:
+            if state and all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                break
+    return state
+
+
+def load_backbone_state(
+    model: nn.Module, state: dict[str, torch.Tensor], arch: str, source: str
+) -> int:
+    """Load ``state`` into ``model`` strictly for everything but the classifier.
+
+    Every tensor of the backbone must be in ``state`` with the same name and shape, and
+    ``state`` may hold nothing else but a classifier; the classifier is taken only when its
+    shape fits (the same number of classes), else the model keeps its new head.
+
+    Returns:
+        The number of tensors loaded.
+
+    Raises:
+        UserError: naming the first missing, extra or misshapen tensor.
+    """
+    own = model.state_dict()
+    head = _classifier_keys(model)
+    state = _strip_prefix(state, set(own))
+    missing = [k for k in own if k not in head and k not in state]
+    extra = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and k not in head and state[k].shape != own[k].shape]
+    if missing or extra or shape:
+        first = (
+            f"'{shape[0]}' is {tuple(state[shape[0]].shape)}, the model's "
+            f"{tuple(own[shape[0]].shape)}"
+            if shape
+            else f"'{(missing or extra)[0]}' is {'missing' if missing else 'not in the model'}"
+        )
+        raise UserError(
+            f"The weights in '{source}' do not fit '{arch}': {len(missing)} of its "
+            f"{len(own) - len(head)} backbone tensors missing, {len(extra)} unknown, "
+            f"{len(shape)} of another shape ({first}); pick the model they were saved "
+            "from, or model.weights=none."
+        )
+    take = {k: v for k, v in state.items() if k not in head or v.shape == own[k].shape}
+    model.load_state_dict(take, strict=False)
+    return len(take)
 
 
 def _from_hub(arch: str, kwargs: dict) -> nn.Module:

@@ -31,6 +31,13 @@ def load_checkpoint(path: str | Path) -> dict:
         UserError: if the file is missing, unreadable, or not a tl_experiments checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        found = [p for p in (path / "checkpoints/best.ckpt", path / "best.ckpt") if p.is_file()]
+        hint = found[0] if found else path / "checkpoints" / "best.ckpt"
+        raise UserError(
+            f"ckpt='{path}' is a folder, not a checkpoint file; pass ckpt={hint}"
+            + ("." if found else " (that run has none: did it finish an epoch?).")
+        )
     if not path.is_file():
         raise UserError(
             f"Checkpoint '{path}' does not exist; pass ckpt=PATH to a .ckpt file "

@@ -126,21 +126,30 @@ def _index(stages: Sequence[Stage], item: int | str) -> int:
     return k % len(stages)
 
 
-def stage_summary(stages: Sequence[Stage], title: str) -> str:
-    """The seed's model summary, measured: one row per stage, totals, trainable share."""
+def stage_summary(
+    stages: Sequence[Stage],
+    title: str,
+    lrs: Sequence[float] | None = None,
+    weights: str | None = None,
+) -> str:
+    """The seed's model summary, measured: one row per stage, totals, trainable share;
+    with ``lrs`` each stage's learning rate, with ``weights`` where they came from."""
     total = sum(s.num_params for s in stages)
     trainable = sum(s.num_params for s in stages if s.trainable)
     width = max(len(s.prefixes) for s in stages)
     width = min(max(width, 7), 40)
-    lines = [
-        f"Model: {title}",
+    lines = [f"Model: {title}"]
+    lines += [f"Weights: {weights}"] if weights else []
+    lines += [
         f"Total parameters: {total:,}",
         "",
-        f"  {'stage':8s} {'modules':{width}s} {'params':>12s}  status",
+        f"  {'stage':8s} {'modules':{width}s} {'params':>12s}  status" + ("     lr" if lrs else ""),
     ]
-    for s in stages:
-        status = "trainable" if s.trainable else "frozen"
-        lines.append(f"  {s.name:8s} {s.prefixes[:width]:{width}s} {s.num_params:>12,}  {status}")
+    for i, s in enumerate(stages):
+        status = "trainable" if s.trainable else "frozen   "
+        lr = f"  {lrs[i]:.2g}" if lrs else ""
+        row = f"  {s.name:8s} {s.prefixes[:width]:{width}s} {s.num_params:>12,}  {status}{lr}"
+        lines.append(row.rstrip())
     share = 100.0 * trainable / max(total, 1)
     lines += ["", f"Trainable parameters: {trainable:,} of {total:,} ({share:.1f}%)"]
     return "\n".join(lines)

@@ -56,7 +56,13 @@ def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as e:  # SafetensorError, or an OSError for a truncated header
+            raise UserError(
+                f"Cannot read weights file '{path}' ({type(e).__name__}): it is not a "
+                "valid .safetensors file; save it again with safetensors.torch.save_file."
+            ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for code-carrying pickles, and more

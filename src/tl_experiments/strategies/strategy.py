@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
-from tl_experiments.errors import UserError
+from tl_experiments.errors import UserError, require_number
 from tl_experiments.models.stages import Stage, select_stages
 
 __all__ = ["BN_POLICIES", "Strategy", "apply_trainable", "param_groups", "stage_lrs"]
@@ -71,6 +71,15 @@ class Strategy:
     l2sp_alpha: float = 0.0
 
     def __post_init__(self) -> None:
+        for key in (
+            "lr",
+            "backbone_lr_scale",
+            "lr_decay",
+            "weight_decay",
+            "l2sp_alpha",
+            "l2sp_beta",
+        ):
+            require_number(f"strategy.{key}", getattr(self, key))
         for key in ("lr", "backbone_lr_scale", "lr_decay"):
             if not getattr(self, key) > 0:
                 raise UserError(

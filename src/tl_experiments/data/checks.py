@@ -1,0 +1,91 @@
+"""Before training: every image of every split decodes, and no image sits in two splits.
+
+A file that cannot be read in the test split would otherwise be found only after training
+(checkpoints written, no metrics); a copy of a training image in the test split inflates
+the test accuracy without any sign. Copies are found by a hash of the file's bytes (of the
+pixels for in-memory sources).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tl_experiments.errors import UserError
+
+__all__ = ["ImageCheck", "check_images", "duplicate_message"]
+
+SPLIT_ORDER = ("train", "val", "test")
+
+
+@dataclass
+class ImageCheck:
+    """What :func:`check_images` found."""
+
+    splits: dict[str, np.ndarray]  # the readable images of each split
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # split -> unreadable files
+    # (split, item, earlier split, the earlier item it copies)
+    duplicates: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+def check_images(items: list, splits: dict[str, np.ndarray], skip_bad: bool, decode) -> ImageCheck:
+    """Decode every item of every split with ``decode`` (raising :class:`UserError` when it
+    cannot) and hash it.
+
+    Args:
+        items: the image set's items (arrays or file paths).
+        splits: index arrays per split.
+        skip_bad: leave unreadable files out (counted in ``skipped``) instead of stopping.
+        decode: the loader the data module uses (``to_pil``), so the check reads as it does.
+    """
+    result = ImageCheck(splits=dict(splits))
+    seen: dict[str, tuple[str, int]] = {}
+    for split in sorted(splits, key=lambda s: SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9):
+        keep, bad = [], []
+        for i in splits[split]:
+            try:
+                decode(items[i])
+            except UserError:
+                if not skip_bad:
+                    raise
+                bad.append(str(items[i]))
+                continue
+            keep.append(i)
+            first = seen.setdefault(_digest(items[i]), (split, i))
+            if first[0] != split:
+                result.duplicates.append((split, str(items[i]), first[0], str(items[first[1]])))
+        if skip_bad:
+            if not keep:
+                raise UserError(f"No readable image in the {split} split; check the data folder.")
+            result.skipped[split] = bad
+            result.splits[split] = np.asarray(keep)
+    return result
+
+
+def _digest(item) -> str:
+    if isinstance(item, np.ndarray):
+        data = str(item.shape).encode() + np.ascontiguousarray(item).tobytes()
+    else:
+        data = Path(item).read_bytes()
+    return hashlib.sha1(data).hexdigest()
+
+
+def duplicate_message(duplicates: list[tuple[str, str, str, str]], refuse: bool) -> str:
+    """One sentence about the copies across splits and what to do about them."""
+    pairs: dict[tuple[str, str], int] = {}
+    for split, _, earlier, _ in duplicates:
+        pairs[(split, earlier)] = pairs.get((split, earlier), 0) + 1
+    counts = ", ".join(f"{n} {s} image(s) copy {e} images" for (s, e), n in pairs.items())
+    split, item, _, original = duplicates[0]
+    fix = (
+        "set data.refuse_duplicates=false to only warn"
+        if refuse
+        else "set data.refuse_duplicates=true to stop on them"
+    )
+    return (
+        f"The same image is in two splits ({counts}; e.g. '{item}' = '{original}'), which "
+        f"inflates validation and test accuracy; remove the copies, or {fix}."
+    )
