@@ -132,9 +132,11 @@ def test_train_command_repeats_data_model_trainer_overrides_only():
     )
 
 
-def _summary() -> pd.DataFrame:
-    rows = [("full_ft", 0.92, 0.90), ("feature_extraction", 0.85, 0.84)]
-    return pd.DataFrame(
+def _comparison(fe_tests: list[float]) -> pd.DataFrame:
+    from tl_experiments.report import compare_to_winner, select_settings
+
+    rows = [("full_ft", 0.92, [0.90, 0.91, 0.89]), ("feature_extraction", 0.85, fe_tests)]
+    summary = pd.DataFrame(
         [
             {
                 "model": "efficientnet_lite0",
@@ -142,29 +144,36 @@ def _summary() -> pd.DataFrame:
                 "samples_per_class": 50,
                 "img_size": 64,
                 "strategy": s,
+                "setting": "",
                 "best_val_acc_mean": v,
-                "test_acc_mean": t,
+                "test_acc_mean": sum(t) / 3,
+                "test_by_seed": dict(enumerate(t)),
             }
             for s, v, t in rows
         ]
     )
+    return compare_to_winner(select_settings(summary))
 
 
-def test_report_sets_the_pick_beside_the_winner():
-    advice = {
-        "strategy": "feature_extraction",
-        "data": "mnist_sample",
-        "model": "efficientnet_lite0",
-        "samples_per_class": 50,
-        "img_size": 64,
-        "command": "python train.py ...",
-        "rule": {"description": "small dataset, high/medium similarity"},
-    }
-    text = render_advice_check(_summary(), advice)
-    assert (
-        "Measured winner (highest mean val accuracy): **full_ft** (val 92.0%, test 90.0%)" in text
+ADVICE = {
+    "strategy": "feature_extraction",
+    "data": "mnist_sample",
+    "model": "efficientnet_lite0",
+    "samples_per_class": 50,
+    "img_size": 64,
+    "command": "python train.py ...",
+    "rule": {"description": "small dataset, high/medium similarity"},
+}
+
+
+def test_report_judges_the_pick_paired_over_seeds():
+    worse = render_advice_check(_comparison([0.84, 0.85, 0.83]), ADVICE)
+    assert "Measured winner (highest mean val accuracy): **full_ft** (val 92.0%, test 90.0%)" in (
+        worse
     )
-    assert (
-        "feature_extraction reached val 85.0%, test 84.0%, 6.0 test-accuracy points below" in text
+    assert "Wrong: the pick is worse than the winner (-6.0 ± 0.0 test points, paired)" in worse
+    tied = render_advice_check(_comparison([0.95, 0.85, 0.88]), ADVICE)
+    assert "Right: the pick is not distinguishable from the winner" in tied
+    assert "cannot be checked" in render_advice_check(
+        _comparison([0.8] * 3), {**ADVICE, "data": "digits"}
     )
-    assert "cannot be checked" in render_advice_check(_summary(), {**advice, "data": "digits"})
