@@ -71,14 +71,7 @@ class Strategy:
     l2sp_alpha: float = 0.0
 
     def __post_init__(self) -> None:
-        for key in (
-            "lr",
-            "backbone_lr_scale",
-            "lr_decay",
-            "weight_decay",
-            "l2sp_alpha",
-            "l2sp_beta",
-        ):
+        for key in ("lr", "backbone_lr_scale", "lr_decay", "weight_decay", "l2sp_alpha"):
             require_number(f"strategy.{key}", getattr(self, key))
         for key in ("lr", "backbone_lr_scale", "lr_decay"):
             if not getattr(self, key) > 0:
