@@ -307,3 +307,22 @@ def test_report_shows_what_unfreezing_cost(tmp_path: Path) -> None:
     metrics = json.loads((run / "metrics.json").read_text()) | {"history": history}
     (run / "metrics.json").write_text(json.dumps(metrics))
     assert "| lp_ft | 1 | 45.0 |" in write_report(tmp_path).markdown
+
+
+def test_a_setting_only_newer_runs_record_does_not_split_them(tmp_path: Path) -> None:
+    """A config key added by a newer version is absent from older runs' metrics.json."""
+    _runs(tmp_path, "full_ft", [0.9, 0.9], [0.9, 0.9], ("strategy.lr=0.01",))
+    make_run(
+        tmp_path / "new",
+        2,
+        "full_ft",
+        ("strategy.lr=0.01", "data.new_key=1"),
+        trainable_params=1,
+        train_seconds=1.0,
+        best_val_acc=0.9,
+        test_acc=0.9,
+    )
+    _runs(tmp_path, "full_ft", [0.8, 0.8, 0.8], [0.8, 0.8, 0.8], ("strategy.lr=0.001",))
+    summary = write_report(tmp_path).summary
+    assert sorted(summary["setting"]) == ["strategy.lr=0.001", "strategy.lr=0.01"]
+    assert sorted(summary["n"]) == [3, 3]

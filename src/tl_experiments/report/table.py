@@ -98,6 +98,19 @@ def _is_identity(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in _IDENTITY)
 
 
+def _recorded(settings: list[dict]) -> list[str]:
+    """Keys every one of these runs records, minus those already in a group key.
+
+    A key a newer version added (absent from older runs' metrics.json, or from runs that
+    recorded only their overrides) cannot split runs that otherwise agree."""
+    common = set.intersection(*(set(x) for x in settings)) if settings else set()
+    return sorted(common - _IN_GROUP_KEYS)
+
+
+def _varying(settings: list[dict], keys: list[str]) -> list[str]:
+    return [k for k in keys if len({s.get(k) for s in settings}) > 1]
+
+
 def label_settings(frame: pd.DataFrame) -> pd.DataFrame:
     """Runs keyed by every setting but the seed.
 
@@ -107,8 +120,8 @@ def label_settings(frame: pd.DataFrame) -> pd.DataFrame:
     """
     frame = frame.copy()
     settings = list(frame["settings"]) if "settings" in frame else [{}] * len(frame)
-    keys = sorted(set().union(*settings) - _IN_GROUP_KEYS)
-    varying = [k for k in keys if len({s.get(k) for s in settings}) > 1]
+    by_index = dict(zip(frame.index, settings, strict=True))
+    varying = _varying(settings, _recorded(settings))
     for column in ("data", "model"):
         ident = [k for k in varying if _is_identity(k) and k.startswith(column + ".")]
         if ident:
@@ -116,13 +129,12 @@ def label_settings(frame: pd.DataFrame) -> pd.DataFrame:
                 f"{name}[{', '.join(f'{k}={s.get(k)}' for k in ident)}]"
                 for name, s in zip(frame[column], settings, strict=True)
             ]
-    tuning = [k for k in varying if not _is_identity(k)]
     frame["setting"] = ""
     for _, runs in frame.groupby(list(GROUP_KEYS), dropna=False, sort=False):
-        local = [s for i, s in zip(frame.index, settings, strict=True) if i in runs.index]
-        own = [k for k in tuning if len({s.get(k) for s in local}) > 1]
-        for i, s in zip(runs.index, local, strict=True):
-            frame.loc[i, "setting"] = ", ".join(f"{k}={s.get(k)}" for k in own)
+        local = [by_index[i] for i in runs.index]
+        own = [k for k in _varying(local, _recorded(local)) if not _is_identity(k)]
+        for i in runs.index:
+            frame.loc[i, "setting"] = ", ".join(f"{k}={by_index[i].get(k)}" for k in own)
     return frame
 
 
