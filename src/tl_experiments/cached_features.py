@@ -2,8 +2,10 @@
 
 The cache is used only when it cannot change the result: every stage below the classifier
 stays frozen for the whole run, frozen BatchNorm keeps its statistics (``train_bn`` off),
-the training images are deterministic (no random augmentation), and the head stage is the
-bare classifier (a VGG ``pre_logits`` MLP or a ViT ``fc_norm`` would train inside it).
+the training images are deterministic (no random augmentation), and the classifier is one
+module. The head stage is the new classifier alone: pretrained layers between the last
+feature stage and it (a VGG ``pre_logits`` MLP, a ConvNeXt's final norm) form the ``neck``
+stage, so with the neck frozen the cache holds its output (``forward_head(pre_logits=True)``).
 It is not used either when the trainer would step differently on one batch per epoch
 (gradient clipping, gradient accumulation, a limit on batches, several devices):
 a cached split is served as one whole epoch per batch (``TransferModule.training_step``).
@@ -19,6 +21,7 @@ from tl_experiments.data.feature_cache import (
     weights_digest,
 )
 from tl_experiments.models.module import TransferModule
+from tl_experiments.models.stage_groups import classifier_modules
 
 __all__ = ["cache_blocker", "use_cached_features"]
 
@@ -58,9 +61,8 @@ def cache_blocker(
         return "the L2-SP penalty is added on the image path only"
     if not dm.deterministic["train"]:
         return "random augmentation changes the training images every epoch"
-    head_ids = {id(p) for p in stages[-1].params}
-    if head_ids != {id(p) for p in module.backbone.get_classifier().parameters()}:
-        return "the head stage holds more than the classifier"
+    if len(classifier_modules(module.backbone)) > 1:
+        return "the model has two classifiers (a distillation head beside the class head)"
     return None
 
 
