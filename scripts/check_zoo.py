@@ -145,27 +145,29 @@ def check_strategy(model, name: str, x: torch.Tensor, y: torch.Tensor) -> Transf
     return module
 
 
-def _frozen_state(stages: list[Stage]) -> dict[str, torch.Tensor]:
-    return {
-        f"{s.name}.{i}.{k}": v.detach().clone()
-        for s in stages
-        if not s.trainable
-        for i, m in enumerate(s.modules)
-        for k, v in m.state_dict().items()
-    } | {f"{s.name}.{n}": p.detach().clone() for s in stages if not s.trainable for n, p in zip(s.param_names, s.params)}
+def _frozen_state(module: TransferModule) -> dict[str, torch.Tensor]:
+    """Frozen parameters and every tensor of the modules that hold them (BatchNorm
+    statistics), found by name: independent of the stage module lists under test."""
+    frozen = [n for s in module.stages if not s.trainable for n in s.param_names]
+    homes = {n.rpartition(".")[0] for n in frozen}
+    state = module.backbone.state_dict(keep_vars=True)
+    keys = [k for k in state if k in frozen or k.rpartition(".")[0] in homes]
+    return {k: state[k].detach().clone() for k in keys}
 
 
 def _check_step(module: TransferModule, name: str, x, y) -> None:
-    before = _frozen_state(module.stages)
+    before = _frozen_state(module)
     opt = torch.optim.AdamW(param_groups(module.stages, module.strategy))
     module.train()
     F.cross_entropy(module(x), y).backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
-    after = _frozen_state(module.stages)
+    after = _frozen_state(module)
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
     if changed:
-        raise CheckFailed(f"{name}: one training step changed frozen {changed[0]}")
+        stage = {n.rpartition(".")[0]: s.name for s in module.stages for n in s.param_names}
+        where = stage[changed[0].rpartition(".")[0]]
+        raise CheckFailed(f"{name}: one training step changed frozen {where}.{changed[0]}")
 
 
 def check_cache(module: TransferModule, x: torch.Tensor) -> str:
