@@ -96,11 +96,25 @@ def build(arch: str) -> tuple[torch.nn.Module, int]:
                 model.eval()(torch.randn(2, 3, size, size))
         except Exception:
             continue
-        for head in classifier_modules(model):  # as create_backbone: a zero new head
-            for p in head.parameters():
-                torch.nn.init.zeros_(p)
-        return model, size
-    raise CheckFailed(f"{arch} does not run at any of the sizes {SIZES}")
+        return _zero_head(model), size
+    model = plain or timm.create_model(arch, num_classes=CLASSES)
+    size = model.pretrained_cfg["input_size"][-1]  # a size it was made for (CrossViT: 240)
+    try:
+        with torch.no_grad():
+            model.eval()(torch.randn(2, 3, size, size))
+    except Exception as e:
+        raise CheckFailed(
+            f"{arch} runs at none of the sizes {SIZES} nor its own {size} "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+        ) from None
+    return _zero_head(model), size
+
+
+def _zero_head(model: torch.nn.Module) -> torch.nn.Module:
+    for head in classifier_modules(model):  # as create_backbone: a zero new head
+        for p in head.parameters():
+            torch.nn.init.zeros_(p)
+    return model
 
 
 def check_partition(model: torch.nn.Module, stages: list[Stage]) -> None:
@@ -137,12 +151,24 @@ def check_strategy(model, name: str, x: torch.Tensor, y: torch.Tensor) -> Transf
     module.train()
     for s in stages:
         want = s.name in chosen or strategy.train_bn
-        bad = [m for top in s.modules for m in top.modules() if m.training != want]
+        bad = [m for m in _own_modules(s) if m.training != want]
         if bad:
             raise CheckFailed(f"{name}: a {type(bad[0]).__name__} of {s.name} is not in {'train' if want else 'eval'} mode")
     if name != "full_ft":
         _check_step(module, name, x, y)
     return module
+
+
+def _own_modules(stage: Stage) -> list[torch.nn.Module]:
+    """The stage's modules and their submodules, less those shared with another stage
+    (CoaT's blocks call a ``cpe`` module that the stem owns): their mode is the owner's."""
+    own = {id(p) for p in stage.params}
+    return [
+        m
+        for top in stage.modules
+        for m in top.modules()
+        if all(id(p) in own for p in m.parameters())
+    ]
 
 
 def _frozen_state(module: TransferModule) -> dict[str, torch.Tensor]:

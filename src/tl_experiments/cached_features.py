@@ -62,7 +62,7 @@ def cache_blocker(
     if not dm.deterministic["train"]:
         return "random augmentation changes the training images every epoch"
     if len(classifier_modules(module.backbone)) > 1:
-        return "the model has two classifiers (a distillation head beside the class head)"
+        return "the model has several classifiers (a distillation head, or one per branch)"
     return None
 
 

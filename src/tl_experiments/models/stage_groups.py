@@ -5,8 +5,8 @@ Three questions :func:`tl_experiments.models.stages.get_stages` asks of any timm
 - the coarse groups of its parameters: timm's ``group_matcher(coarse=True)``; its fine
   matcher where timm has no coarse one (RDNet); the top-level children where the model
   has no matcher at all (MetaFormer, PiT, CSATv2);
-- its new classifier: ``get_classifier()``, one module or a tuple of them (LeViT,
-  EfficientFormer and SwiftFormer carry a distillation head beside the class head);
+- its new classifier: ``get_classifier()``, one module or several (LeViT, EfficientFormer
+  and SwiftFormer carry a distillation head beside the class head, CrossViT one per branch);
 - the modules a stage owns: the largest submodules whose parameters and buffers all
   belong to it, whatever their names (numeric or not, nested), so that ``eval()`` on a
   frozen stage reaches its BatchNorm, dropout and drop-path, and nothing else.
@@ -29,9 +29,10 @@ _FEEDS_NEXT = (nn.modules.dropout._DropoutNd, DropPath, PatchDropout)
 
 
 def classifier_modules(model: nn.Module) -> list[nn.Module]:
-    """The model's new classifier: ``get_classifier()``, as a list (some models have two)."""
+    """The model's new classifier: ``get_classifier()``, as a list (some models have two,
+    as a tuple or, CrossViT's one per branch, a ``ModuleList``)."""
     head = model.get_classifier()
-    return list(head) if isinstance(head, tuple | list) else [head]
+    return list(head) if isinstance(head, tuple | list | nn.ModuleList) else [head]
 
 
 def coarse_groups(model: nn.Module) -> list[list[str]]:
