@@ -3,15 +3,19 @@
 The cache is used only when it cannot change the result: every stage below the classifier
 stays frozen for the whole run, frozen BatchNorm keeps its statistics (``train_bn`` off),
 the training images are deterministic (no random augmentation), and the classifier is one
-module. The head stage is the new classifier alone: pretrained layers between the last
-feature stage and it (a VGG ``pre_logits`` MLP, a ConvNeXt's final norm) form the ``neck``
-stage, so with the neck frozen the cache holds its output (``forward_head(pre_logits=True)``).
+module that takes vectors. The head stage is the new classifier alone: pretrained layers
+between the last feature stage and it (a VGG ``pre_logits`` MLP, a ConvNeXt's final norm)
+form the ``neck`` stage, so with the neck frozen the cache holds its output
+(``forward_head(pre_logits=True)``); ``scripts/check_zoo.py`` checks that the classifier on
+it gives the model's own logits, on every timm family.
 It is not used either when the trainer would step differently on one batch per epoch
 (gradient clipping, gradient accumulation, a limit on batches, several devices):
 a cached split is served as one whole epoch per batch (``TransferModule.training_step``).
 """
 
 from __future__ import annotations
+
+import torch.nn as nn
 
 from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.data.feature_cache import (
@@ -61,8 +65,11 @@ def cache_blocker(
         return "the L2-SP penalty is added on the image path only"
     if not dm.deterministic["train"]:
         return "random augmentation changes the training images every epoch"
-    if len(classifier_modules(module.backbone)) > 1:
+    heads = classifier_modules(module.backbone)
+    if len(heads) > 1:
         return "the model has several classifiers (a distillation head, or one per branch)"
+    if any(isinstance(m, nn.Conv2d) for m in heads[0].modules()):
+        return "the classifier is a 1x1 convolution (it takes maps, the cache holds vectors)"
     return None
 
 
