@@ -89,7 +89,12 @@ def test_feature_extraction_trains_only_the_classifier_and_caches_the_neck(
 def test_partial_ft_on_densenet_trains_the_batchnorm_of_its_trainable_stages() -> None:
     module = _module("densenet121", "partial_ft")
     module.train()
-    bn = {s.name: [m.training for t in s.modules for m in t.modules() if isinstance(m, nn.BatchNorm2d)] for s in module.stages}  # fmt: skip
+    bn = {
+        s.name: [
+            m.training for t in s.modules for m in t.modules() if isinstance(m, nn.BatchNorm2d)
+        ]
+        for s in module.stages
+    }
     assert sum(len(v) for v in bn.values()) == 121  # every BatchNorm in exactly one stage
     assert set(bn["stem"] + bn["stage1"]) == {False}
     assert set(bn["stage2"] + bn["stage3"] + bn["stage4"] + bn["neck"]) == {True}
@@ -157,7 +162,9 @@ def test_the_zoo_check_catches_a_frozen_batchnorm_left_in_train_mode() -> None:
         zoo._check_step(module, "partial_ft", x, y)
 
 
-@pytest.mark.parametrize(("arch", "last"), [("test_efficientnet", "stage5"), ("test_coatnet", "stage4")])
+@pytest.mark.parametrize(
+    ("arch", "last"), [("test_efficientnet", "stage5"), ("test_coatnet", "stage4")]
+)
 def test_every_zoo_check_passes_on_a_shipped_family_and_a_hybrid(arch: str, last: str) -> None:
     r = zoo.check("-", arch)  # test_coatnet: convolutional stages, then attention stages
     assert (r.error, r.cache) == ("", "used")

@@ -148,8 +148,7 @@ def _compact(paths: Sequence[str]) -> str:
         else:
             out.append([path])
     return ", ".join(
-        e[0] if len(e) == 1 else f"{e[0]}.{e[1]}" + (f"-{e[2]}" if e[2] > e[1] else "")
-        for e in out
+        e[0] if len(e) == 1 else f"{e[0]}.{e[1]}" + (f"-{e[2]}" if e[2] > e[1] else "") for e in out
     )
 
 
