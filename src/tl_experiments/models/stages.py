@@ -41,6 +41,7 @@ class Stage:
     params: list[nn.Parameter] = field(repr=False)
     modules: list[nn.Module] = field(repr=False)  # the submodules this stage owns
     module_names: list[str] = field(default_factory=list)  # their paths in the model
+    tensor_paths: list[str] = field(default_factory=list, repr=False)  # those holding tensors
 
     @property
     def num_params(self) -> int:
@@ -54,9 +55,7 @@ class Stage:
     def prefixes(self) -> str:
         """Where the stage lives, e.g. ``layer1`` or ``blocks.6, conv_head, bn2``: the
         paths of its modules that hold tensors (runs of siblings as ``blocks.0-3``)."""
-        return _compact(self._tensor_paths or self.module_names)
-
-    _tensor_paths: list[str] = field(default_factory=list, repr=False)
+        return _compact(self.tensor_paths or self.module_names)
 
 
 def get_stages(model: nn.Module) -> list[Stage]:
@@ -102,8 +101,8 @@ def _split_head(model: nn.Module) -> tuple[list[list[str]], tuple[list[str], boo
     named = dict(model.named_parameters())
     groups = coarse_groups(model)
     head = [n for g in groups for n in g if id(named[n]) in head_ids]
-    neck = bool(head) and any(id(named[n]) not in head_ids for n in groups[-1])
-    neck = neck and any(id(named[n]) in head_ids for n in groups[-1])
+    # A neck: the last group held the classifier and more.
+    neck = {id(named[n]) in head_ids for n in groups[-1]} == {True, False}
     rest = [[n for n in g if id(named[n]) not in head_ids] for g in groups]
     rest = [g for g in rest if g]
     if not rest:
