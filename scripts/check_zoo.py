@@ -177,10 +177,12 @@ def _own_modules(stage: Stage) -> list[torch.nn.Module]:
 def _frozen_state(module: TransferModule) -> dict[str, torch.Tensor]:
     """Frozen parameters and every tensor of the modules that hold them (BatchNorm
     statistics), found by name: independent of the stage module lists under test."""
-    frozen = [n for s in module.stages if not s.trainable for n in s.param_names]
+    frozen = {n for s in module.stages if not s.trainable for n in s.param_names}
+    params = {n for s in module.stages for n in s.param_names}
     homes = {n.rpartition(".")[0] for n in frozen}
     state = module.backbone.state_dict(keep_vars=True)
-    keys = [k for k in state if k in frozen or k.rpartition(".")[0] in homes]
+    buffers = [k for k in state if k not in params and k.rpartition(".")[0] in homes]
+    keys = [k for k in state if k in frozen] + buffers
     return {k: state[k].detach().clone() for k in keys}
 
 
@@ -194,8 +196,9 @@ def _check_step(module: TransferModule, name: str, x, y) -> None:
     after = _frozen_state(module)
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
     if changed:
-        stage = {n.rpartition(".")[0]: s.name for s in module.stages for n in s.param_names}
-        where = stage[changed[0].rpartition(".")[0]]
+        stage = {n: s.name for s in module.stages if not s.trainable for n in s.param_names}
+        stage |= {n.rpartition(".")[0]: s for n, s in stage.items()}  # buffers: by module
+        where = stage.get(changed[0]) or stage[changed[0].rpartition(".")[0]]
         raise CheckFailed(f"{name}: one training step changed frozen {where}.{changed[0]}")
 
 

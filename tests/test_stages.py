@@ -120,7 +120,9 @@ def test_two_classifiers_form_the_head_and_refuse_the_cache() -> None:
     assert head.module_names == ["head", "head_dist"]
     assert all(torch.count_nonzero(p) == 0 for p in head.params)  # both zero-initialised
     reason = cache_blocker(module, zoo.SimpleNamespace(deterministic={"train": True}), {})
-    assert reason == "the model has several classifiers (a distillation head, or one per branch)"
+    assert (
+        reason == "the model has several classifiers (distillation, auxiliary or per-branch heads)"
+    )
 
 
 def test_models_without_a_coarse_matcher_get_stages() -> None:

@@ -16,6 +16,7 @@ a cached split is served as one whole epoch per batch (``TransferModule.training
 from __future__ import annotations
 
 import torch.nn as nn
+from timm.layers import SelectAdaptivePool2d
 
 from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.data.feature_cache import (
@@ -28,6 +29,10 @@ from tl_experiments.models.module import TransferModule
 from tl_experiments.models.stage_groups import classifier_modules
 
 __all__ = ["cache_blocker", "use_cached_features"]
+
+# Layers of a classifier that takes maps: DLA's and DPN's 1x1 convolution; Sequencer's
+# get_classifier() returns the whole head, global pooling included.
+_TAKES_MAPS = (nn.Conv2d, SelectAdaptivePool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 # Trainer arguments the cached path (one batch per epoch, manual optimisation) needs as is.
 _TRAINER_DEFAULTS = {
@@ -67,9 +72,12 @@ def cache_blocker(
         return "random augmentation changes the training images every epoch"
     heads = classifier_modules(module.backbone)
     if len(heads) > 1:
-        return "the model has several classifiers (a distillation head, or one per branch)"
-    if any(isinstance(m, nn.Conv2d) for m in heads[0].modules()):
-        return "the classifier is a 1x1 convolution (it takes maps, the cache holds vectors)"
+        return "the model has several classifiers (distillation, auxiliary or per-branch heads)"
+    if any(isinstance(m, _TAKES_MAPS) for m in heads[0].modules()):
+        return (
+            "the classifier takes feature maps (a 1x1 convolution, or its own pooling), "
+            "the cache holds vectors"
+        )
     return None
 
 

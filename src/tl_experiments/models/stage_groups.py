@@ -6,7 +6,8 @@ Three questions :func:`tl_experiments.models.stages.get_stages` asks of any timm
   matcher where timm has no coarse one (RDNet); the top-level children where the model
   has no matcher at all (MetaFormer, PiT, CSATv2);
 - its new classifier: ``get_classifier()``, one module or several (LeViT, EfficientFormer
-  and SwiftFormer carry a distillation head beside the class head, CrossViT one per branch);
+  and SwiftFormer carry a distillation head beside the class head, CrossViT one per branch,
+  VOLO an auxiliary token-labelling head);
 - the modules a stage owns: the largest submodules whose parameters and buffers all
   belong to it, whatever their names (numeric or not, nested), so that ``eval()`` on a
   frozen stage reaches its BatchNorm, dropout and drop-path, and nothing else.
@@ -30,9 +31,18 @@ _FEEDS_NEXT = (nn.modules.dropout._DropoutNd, DropPath, PatchDropout)
 
 def classifier_modules(model: nn.Module) -> list[nn.Module]:
     """The model's new classifier: ``get_classifier()``, as a list (some models have two,
-    as a tuple or, CrossViT's one per branch, a ``ModuleList``)."""
+    as a tuple or, CrossViT's one per branch, a ``ModuleList``), and any other top-level
+    linear layer with one output per class, which timm's ``reset_classifier`` replaces as
+    well (VOLO's token-labelling ``aux_head``, added to the logits)."""
     head = model.get_classifier()
-    return list(head) if isinstance(head, tuple | list | nn.ModuleList) else [head]
+    heads = list(head) if isinstance(head, tuple | list | nn.ModuleList) else [head]
+    n = getattr(model, "num_classes", 0)
+    extra = [
+        m
+        for m in model.children()
+        if isinstance(m, nn.Linear) and m.out_features == n and all(m is not h for h in heads)
+    ]
+    return heads + extra
 
 
 def coarse_groups(model: nn.Module) -> list[list[str]]:
