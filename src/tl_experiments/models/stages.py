@@ -55,7 +55,7 @@ class Stage:
     def prefixes(self) -> str:
         """Where the stage lives, e.g. ``layer1`` or ``blocks.6, conv_head, bn2``: the
         paths of its modules that hold tensors (runs of siblings as ``blocks.0-3``)."""
-        return _compact(self.tensor_paths or self.module_names)
+        return _compact(self.tensor_paths or self.param_names)
 
 
 def get_stages(model: nn.Module) -> list[Stage]:
