@@ -13,8 +13,8 @@ smallest input size it runs at, plus the model configs shipped in ``conf/model/`
    ``conf/strategy/``) set ``requires_grad`` on exactly their stages, and
    ``TransferModule.train()`` leaves every module of a frozen stage in eval mode and of
    a trainable one in train mode;
-4. one training step of ``feature_extraction`` and of ``partial_ft`` changes no frozen
-   weight and no frozen BatchNorm statistic;
+4. one training step (SGD) of ``feature_extraction`` and of ``partial_ft`` changes no
+   frozen weight and no frozen BatchNorm statistic;
 5. the feature cache is refused with its reason, or used: then the classifier on cached
    features gives the model's own logits.
 """
@@ -81,33 +81,38 @@ def smallest_model(family: str) -> str | None:
 
 
 def build(arch: str) -> tuple[torch.nn.Module, int]:
-    """``arch`` with a zeroed ``CLASSES``-way head, and the smallest size it runs at."""
+    """``arch`` with a zeroed ``CLASSES``-way head, and the smallest size it runs at.
+
+    Fixed-size models (ViTs) are built for a size; the rest take any. Each build tries
+    every size before the next build (building the largest models is what costs).
+    """
     plain = None
     for size in SIZES:
-        try:  # fixed-size models (ViTs) are built for the size; the rest take any
-            model = timm.create_model(arch, num_classes=CLASSES, img_size=size)
-        except TypeError:
-            plain = plain or timm.create_model(arch, num_classes=CLASSES)
-            model = plain
-        except Exception:
-            continue
         try:
-            with torch.no_grad():
-                model.eval()(torch.randn(2, 3, size, size))
+            model = timm.create_model(arch, num_classes=CLASSES, img_size=size)
+        except TypeError:  # no img_size argument: any size; built once
+            if plain is not None:
+                break
+            model = plain = timm.create_model(arch, num_classes=CLASSES)
         except Exception:
             continue
-        return _zero_head(model), size
+        for run_size in (size, *(s for s in SIZES if s != size)):
+            if _runs(model, run_size):
+                return _zero_head(model), run_size
     model = plain or timm.create_model(arch, num_classes=CLASSES)
     size = model.pretrained_cfg["input_size"][-1]  # a size it was made for (CrossViT: 240)
+    if not _runs(model, size):
+        raise CheckFailed(f"{arch} runs at none of the sizes {SIZES} nor its own {size}")
+    return _zero_head(model), size
+
+
+def _runs(model: torch.nn.Module, size: int) -> bool:
     try:
         with torch.no_grad():
             model.eval()(torch.randn(2, 3, size, size))
-    except Exception as e:
-        raise CheckFailed(
-            f"{arch} runs at none of the sizes {SIZES} nor its own {size} "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:120]})"
-        ) from None
-    return _zero_head(model), size
+    except Exception:
+        return False
+    return True
 
 
 def _zero_head(model: torch.nn.Module) -> torch.nn.Module:
@@ -188,7 +193,10 @@ def _frozen_state(module: TransferModule) -> dict[str, torch.Tensor]:
 
 def _check_step(module: TransferModule, name: str, x, y) -> None:
     before = _frozen_state(module)
-    opt = torch.optim.AdamW(param_groups(module.stages, module.strategy))
+    # The strategy's groups and learning rates; SGD keeps no state, so the largest smallest
+    # models (a 412M DeepSeek ViT) fit in memory. Which optimizer steps changes nothing
+    # about what is frozen: torch's optimizers all skip parameters without a gradient.
+    opt = torch.optim.SGD(param_groups(module.stages, module.strategy))
     module.train()
     F.cross_entropy(module(x), y).backward()
     opt.step()
