@@ -113,12 +113,19 @@ def test_l2sp_pulls_the_neck_toward_its_starting_weights() -> None:
     assert reg(stages).item() == pytest.approx(0.5 * neck.params[0].numel(), rel=1e-5)
 
 
-def test_two_classifiers_form_the_head_and_refuse_the_cache() -> None:
-    # LeViT (a conv-attention hybrid) carries a distillation head beside the class head.
-    module = _module("levit_128s", "feature_extraction")
+@pytest.mark.parametrize(
+    ("arch", "heads"),
+    [
+        ("levit_128s", ["head", "head_dist"]),  # a conv-attention hybrid: distillation head
+        ("volo_d1_224", ["head", "aux_head"]),  # token labelling: an auxiliary class head
+    ],
+)
+def test_several_classifiers_form_the_head_and_refuse_the_cache(arch: str, heads: list) -> None:
+    module = _module(arch, "feature_extraction")
     head = module.stages[-1]
-    assert head.module_names == ["head", "head_dist"]
-    assert all(torch.count_nonzero(p) == 0 for p in head.params)  # both zero-initialised
+    assert sorted(head.tensor_paths) == sorted(heads)
+    assert all(torch.count_nonzero(p) == 0 for p in head.params)  # all zero-initialised
+    assert "neck" not in [s.name for s in module.stages]  # aux_head is new, not pretrained
     reason = cache_blocker(module, zoo.SimpleNamespace(deterministic={"train": True}), {})
     assert (
         reason == "the model has several classifiers (distillation, auxiliary or per-branch heads)"
