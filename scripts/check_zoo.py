@@ -317,7 +317,9 @@ module of a frozen stage in eval mode and of a trainable one in train mode; one 
 step of `feature_extraction` and of `partial_ft` changes no frozen weight or BatchNorm
 statistic; the feature cache for `feature_extraction` is refused with its reason, or used
 and gives the model's own logits. *Stages* counts stem, feature stages, neck and head; the
-neck holds the pretrained layers between the last feature stage and the classifier.
+neck holds the pretrained layers between the last feature stage and the classifier. Where
+timm's matcher groups the classifier with the last block (DeepSeek ViT), that block is in
+the neck too: it is frozen or trained with the final norm, the classifier alone is the head.
 
 ## Failures
 
