@@ -2,8 +2,12 @@
 
 The cache is used only when it cannot change the result: every stage below the classifier
 stays frozen for the whole run, frozen BatchNorm keeps its statistics (``train_bn`` off),
-the training images are deterministic (no random augmentation), and the head stage is the
-bare classifier (a VGG ``pre_logits`` MLP or a ViT ``fc_norm`` would train inside it).
+the training images are deterministic (no random augmentation), and the classifier is one
+module that takes vectors. The head stage is the new classifier alone: pretrained layers
+between the last feature stage and it (a VGG ``pre_logits`` MLP, a ConvNeXt's final norm)
+form the ``neck`` stage, so with the neck frozen the cache holds its output
+(``forward_head(pre_logits=True)``); ``scripts/check_zoo.py`` checks that the classifier on
+it gives the model's own logits, on every timm family.
 It is not used either when the trainer would step differently on one batch per epoch
 (gradient clipping, gradient accumulation, a limit on batches, several devices):
 a cached split is served as one whole epoch per batch (``TransferModule.training_step``).
@@ -14,6 +18,9 @@ from __future__ import annotations
 import logging
 import time
 
+import torch.nn as nn
+from timm.layers import SelectAdaptivePool2d
+
 from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.data.feature_cache import (
     FeatureCache,
@@ -22,10 +29,15 @@ from tl_experiments.data.feature_cache import (
     weights_digest,
 )
 from tl_experiments.models.module import TransferModule
+from tl_experiments.models.stage_groups import classifier_modules
 
 log = logging.getLogger(__name__)
 
 __all__ = ["cache_blocker", "use_cached_features"]
+
+# Layers of a classifier that takes maps: DLA's and DPN's 1x1 convolution; Sequencer's
+# get_classifier() returns the whole head, global pooling included.
+_TAKES_MAPS = (nn.Conv2d, SelectAdaptivePool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 # Trainer arguments the cached path (one batch per epoch, manual optimisation) needs as is.
 _TRAINER_DEFAULTS = {
@@ -63,9 +75,14 @@ def cache_blocker(
         return "the L2-SP penalty is added on the image path only"
     if not dm.deterministic["train"]:
         return "random augmentation changes the training images every epoch"
-    head_ids = {id(p) for p in stages[-1].params}
-    if head_ids != {id(p) for p in module.backbone.get_classifier().parameters()}:
-        return "the head stage holds more than the classifier"
+    heads = classifier_modules(module.backbone)
+    if len(heads) > 1:
+        return "the model has several classifiers (distillation, auxiliary or per-branch heads)"
+    if any(isinstance(m, _TAKES_MAPS) for m in heads[0].modules()):
+        return (
+            "the classifier takes feature maps (a 1x1 convolution, or its own pooling), "
+            "the cache holds vectors"
+        )
     return None
 
 

@@ -27,25 +27,27 @@ def stage_features(
 ) -> dict[str, torch.Tensor]:
     """Pooled output of every stage but the head, for ``images``, in eval mode.
 
-    A stage's output is that of its last submodule (``stage.modules[-1]``, caught with a
-    forward hook): for a ResNet ``layer2``, for EfficientNet's top stage the final
-    ``bn2`` (its pre-logits map). The head is left out: it has no pretrained counterpart.
+    A stage's output is that of the last of its modules to run (forward hooks on all of
+    them): for a ResNet ``layer2``, for MobileNetV3's neck the activation after
+    ``conv_head``. The head is left out: it has no pretrained counterpart.
 
     Returns:
         Stage name -> float tensor (n_images, channels), on the CPU.
     """
     caught: dict[str, list[torch.Tensor]] = {s.name: [] for s in stages[:-1]}
+    latest: dict[str, torch.Tensor] = {}  # per batch: the last output seen of each stage
     hooks = [
-        s.modules[-1].register_forward_hook(_catcher(caught[s.name]))
-        for s in stages[:-1]
-        if s.modules
+        m.register_forward_hook(_catcher(latest, s.name)) for s in stages[:-1] for m in s.modules
     ]
     was_training = backbone.training
     backbone.eval()
     device = next(backbone.parameters()).device
     try:
         for batch in images.split(batch_size):
+            latest.clear()
             backbone(batch.to(device))
+            for name, out in latest.items():
+                caught[name].append(pool(out).float().cpu())
     finally:
         for h in hooks:
             h.remove()
@@ -53,9 +55,10 @@ def stage_features(
     return {name: torch.cat(parts) for name, parts in caught.items() if parts}
 
 
-def _catcher(store: list[torch.Tensor]):
+def _catcher(latest: dict[str, torch.Tensor], name: str):
     def hook(module: nn.Module, args, output) -> None:
         out = output[0] if isinstance(output, tuple | list) else output
-        store.append(pool(out).float().cpu())
+        if isinstance(out, torch.Tensor):
+            latest[name] = out
 
     return hook

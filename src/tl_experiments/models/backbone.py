@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from tl_experiments.errors import UserError
+from tl_experiments.models.stage_groups import classifier_modules
 from tl_experiments.models.weights import (
     WEIGHT_SOURCES,
     load_weights_file,
@@ -84,8 +85,9 @@ def create_backbone_and_weights(
     """:func:`create_backbone`, also saying where the weights came from (:class:`WeightsInfo`)."""
     model, info = _create(arch, num_classes, weights, weights_file, drop_rate)
     if zero_head:
-        for p in model.get_classifier().parameters():
-            nn.init.zeros_(p)
+        for head in classifier_modules(model):  # LeViT and kin: class and distillation heads
+            for p in head.parameters():
+                nn.init.zeros_(p)
     return model, info
 
 

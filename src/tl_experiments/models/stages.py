@@ -2,31 +2,53 @@
 
 For resnet50 that gives stem (conv1), layer1..layer4 and the classifier: the seed's
 conv1, conv2_x..conv5_x and fc. Every strategy speaks in stages, so it works on any timm
-architecture without per-model code.
+architecture without per-model code. The head is the new classifier only: pretrained
+layers timm groups with it (VGG's pre-logits MLP, MobileNetV3's conv_head, a ConvNeXt's
+or ViT's final norm) are a stage of their own, the ``neck``, frozen or trained like any
+other. Each stage owns exactly the modules its parameters and buffers live in
+(:mod:`tl_experiments.models.stage_groups`). ``scripts/check_zoo.py`` checks all of this
+on one model of every timm family (docs/architectures.md).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch.nn as nn
-from timm.models import group_parameters
 
 from tl_experiments.errors import UserError
+from tl_experiments.models.stage_groups import (
+    classifier_modules,
+    coarse_groups,
+    named_tensors,
+    owned_modules,
+)
 
-__all__ = ["Stage", "batch_norms", "get_stages", "select_stages", "stage_summary"]
+__all__ = [
+    "Stage",
+    "batch_norms",
+    "classifier_modules",
+    "get_stages",
+    "select_stages",
+    "stage_summary",
+]
 
 
 @dataclass
 class Stage:
-    """One coarse group of a backbone: ``stem``, ``stage1``.., ``head`` (holds the classifier)."""
+    """One stage of a backbone: ``stem``, ``stage1``.., ``neck`` (pretrained layers between
+    the last feature stage and the classifier, where a model has them), ``head`` (the new
+    classifier only)."""
 
     name: str
     index: int
     param_names: list[str]
     params: list[nn.Parameter] = field(repr=False)
-    modules: list[nn.Module] = field(repr=False)  # the submodules this stage is made of
+    modules: list[nn.Module] = field(repr=False)  # the submodules this stage owns
+    module_names: list[str] = field(default_factory=list)  # their paths in the model
+    tensor_paths: list[str] = field(default_factory=list, repr=False)  # those holding tensors
 
     @property
     def num_params(self) -> int:
@@ -38,52 +60,102 @@ class Stage:
 
     @property
     def prefixes(self) -> str:
-        """Where the stage lives in the model, e.g. ``layer1`` or ``blocks.6, conv_head, bn2``."""
-        # Collapse to the top-level name when a stage holds several of its children
-        # (layer1.0, layer1.1 -> layer1), keep the child when it is one (blocks.6).
-        by_top: dict[str, dict[str, None]] = {}
-        for n in self.param_names:
-            parts = n.split(".")
-            child = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
-            by_top.setdefault(parts[0], {})[child] = None
-        return ", ".join(next(iter(c)) if len(c) == 1 else top for top, c in by_top.items())
+        """Where the stage lives, e.g. ``layer1`` or ``blocks.6, conv_head, bn2``: the
+        paths of its modules that hold tensors (runs of siblings as ``blocks.0-3``)."""
+        return _compact(self.tensor_paths or self.param_names)
 
 
 def get_stages(model: nn.Module) -> list[Stage]:
-    """Split ``model`` into ordered stages with timm's coarse group matcher."""
-    groups = group_parameters(model, model.group_matcher(coarse=True))
+    """Split ``model`` into ordered stages: timm's coarse groups, the new classifier taken
+    out of them as the ``head``, and what else its group held as the ``neck``.
+
+    Raises:
+        UserError: when the model's stages cannot be told apart (see the message).
+    """
+    groups, head = _split_head(model)
     named = dict(model.named_parameters())
-    head_params = {id(p) for p in model.get_classifier().parameters()}
-    ids = sorted(groups)
+    names = [f"stage{i}" for i in range(len(groups))]
+    names[0] = "stem"
+    if head[1]:
+        names[-1] = "neck"
+    groups.append(head[0])
+    names.append("head")
+    owner = _tensor_owner(model, {n: i for i, g in enumerate(groups) for n in g})
+    paths = owned_modules(model, owner)
+    holding = {p for p, _ in named_tensors(model)}
     stages = []
-    for i, gid in enumerate(ids):
-        names = list(groups[gid])
-        params = [named[n] for n in names]
-        if i == len(ids) - 1:
-            name = "head"
-            if not head_params <= {id(p) for p in params}:
-                raise RuntimeError(
-                    f"{type(model).__name__}: the classifier is not in the last "
-                    "parameter group of group_matcher(coarse=True)."
-                )
-        else:
-            name = "stem" if i == 0 else f"stage{i}"
-        stage = Stage(name, i, names, params, [])
-        # Whole submodules (with their dropout and drop-path), so eval() covers everything.
-        stage.modules = [
-            m
-            for path in stage.prefixes.split(", ")
-            if isinstance(m := _submodule(model, path), nn.Module)
-        ]
+    for i, (name, group) in enumerate(zip(names, groups, strict=True)):
+        own = paths.get(i, [])
+        tensor_paths = [p for p in own if any(h == p or h.startswith(p + ".") for h in holding)]
+        stage = Stage(name, i, group, [named[n] for n in group], [], own, tensor_paths)
+        stage.modules = [model.get_submodule(p) for p in own]
         stages.append(stage)
     return stages
 
 
-def _submodule(model: nn.Module, path: str) -> nn.Module | None:
+def _split_head(model: nn.Module) -> tuple[list[list[str]], tuple[list[str], bool]]:
+    """The coarse groups without the classifier, and (the classifier's parameter names,
+    whether the last group held more than the classifier: then that rest is the neck)."""
     try:
-        return model.get_submodule(path)
-    except AttributeError:  # a bare parameter such as a ViT's cls_token
-        return None
+        head_ids = {id(p) for m in classifier_modules(model) for p in m.parameters()}
+    except (AttributeError, NotImplementedError):
+        head_ids = set()
+    if not head_ids:
+        raise UserError(
+            f"{type(model).__name__} has no classifier with parameters (get_classifier()); "
+            "this family cannot be fine-tuned here: pick a model that classifies."
+        )
+    named = dict(model.named_parameters())
+    groups = coarse_groups(model)
+    head = [n for g in groups for n in g if id(named[n]) in head_ids]
+    # A neck: the last group held the classifier and more.
+    neck = {id(named[n]) in head_ids for n in groups[-1]} == {True, False}
+    rest = [[n for n in g if id(named[n]) not in head_ids] for g in groups]
+    rest = [g for g in rest if g]
+    if not rest:
+        raise UserError(
+            f"{type(model).__name__} has no parameters besides its classifier; "
+            "pick a model with a backbone."
+        )
+    return rest, (head, neck)
+
+
+def _tensor_owner(model: nn.Module, param_stage: dict[str, int]) -> dict[str, int]:
+    """Stage of every parameter (as grouped) and buffer: a buffer belongs to the stage of
+    the parameters nearest to it in the module tree (its own module's, or the closest
+    ancestor's; the lowest stage when that ancestor holds several, e.g. a top-level
+    position-embedding buffer goes with the stem)."""
+    under: dict[str, set[int]] = defaultdict(set)
+    for name, stage in param_stage.items():
+        parts = name.split(".")[:-1]
+        for k in range(len(parts) + 1):
+            under[".".join(parts[:k])].add(stage)
+    owner = dict(param_stage)
+    for path, name in named_tensors(model):
+        if name in owner:
+            continue
+        parts = path.split(".") if path else []
+        while ".".join(parts) not in under:
+            parts.pop()
+        owner[name] = min(under[".".join(parts)])
+    return owner
+
+
+def _compact(paths: Sequence[str]) -> str:
+    """``blocks.0, blocks.1, blocks.2, norm`` -> ``blocks.0-2, norm``."""
+    out: list[list] = []  # [parent, first, last] for numeric runs, [path] otherwise
+    for path in paths:
+        parent, _, last = path.rpartition(".")
+        run = out[-1] if out and len(out[-1]) == 3 else None
+        if last.isdigit() and run and run[0] == parent and int(last) == run[2] + 1:
+            run[2] = int(last)
+        elif last.isdigit() and parent:
+            out.append([parent, int(last), int(last)])
+        else:
+            out.append([path])
+    return ", ".join(
+        e[0] if len(e) == 1 else f"{e[0]}.{e[1]}" + (f"-{e[2]}" if e[2] > e[1] else "") for e in out
+    )
 
 
 def select_stages(stages: Sequence[Stage], spec: str | Sequence[int | str]) -> list[Stage]:
