@@ -62,7 +62,8 @@ def build(compare: Path, efficiency: Path | None, out: Path) -> str:
     pics = _copy(report.files, out / "img", "compare")
     parts = [
         "# Transfer learning, measured\n",
-        "The lesson the project grew from (*Day 37: Transfer Learning: Fine-tuning Pre-trained Models*) with its "
+        "The lesson the project grew from (*Day 37: Transfer Learning: Fine-tuning Pre-trained "
+        "Models*) with its "
         "simulated tables and plots replaced by real runs: EfficientNet-Lite0 with ImageNet "
         "weights, the 5,000-image MNIST sample (50 training images per class), 64 px, 8 epochs, "
         "on a 2-core CPU. Regenerate: `python scripts/make_lesson.py`.\n",
