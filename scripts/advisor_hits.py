@@ -1,6 +1,6 @@
 """The advisor's hit rate over the sweeps of scripts/verify_advisor.sh: one row per dataset.
 
-    python scripts/advisor_hits.py logs/multirun/advisor
+    python scripts/advisor_hits.py logs/multirun/compare_strategies logs/multirun/advisor/*/
 
 A pick is right when it is the validation winner or not distinguishable from it (the
 paired 95% interval of its test-accuracy difference covers 0, >= 3 seeds): the rule of
@@ -48,8 +48,8 @@ def row(sweep: Path) -> tuple[str, bool | None]:
     return "| " + " | ".join(cells) + " |", right
 
 
-def main(root: str) -> None:
-    sweeps = sorted(p.parent for p in Path(root).glob("*/advice.json"))
+def main(folders: list[str]) -> None:
+    sweeps = [Path(f) for f in folders if (Path(f) / "advice.json").is_file()]
     header = [
         "data",
         "train images",
@@ -74,6 +74,6 @@ def main(root: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python scripts/advisor_hits.py SWEEPS_ROOT")
-    main(sys.argv[1])
+    if len(sys.argv) < 2:
+        sys.exit("usage: python scripts/advisor_hits.py SWEEP [SWEEP ...]  (each with advice.json)")
+    main(sys.argv[1:])
