@@ -112,7 +112,7 @@ def _curve(make_cfg, strategy: str, schedule: str, *extra: str) -> list[float]:
     )
     trainer = pl.Trainer(
         accelerator="cpu",
-        max_epochs=4,
+        max_epochs=3,
         callbacks=[curve],
         logger=False,
         enable_checkpointing=False,
@@ -124,7 +124,7 @@ def _curve(make_cfg, strategy: str, schedule: str, *extra: str) -> list[float]:
     return curve.acc
 
 
-SCHEDULES = {  # stages unfreeze at the start of epoch 2 (and 3 for gradual unfreezing)
+SCHEDULES = {  # stages unfreeze at the start of epoch 2
     "lp_ft": "strategy.phases.0.start=2",
     "gradual_unfreeze": "strategy.unfreeze_every_n_epochs=2",
 }
@@ -138,4 +138,3 @@ def test_no_collapse_when_stages_unfreeze(make_cfg, strategy: str) -> None:
     (``strategy.trainable_bn=train``) the same run loses tens of points there."""
     acc = _curve(make_cfg, strategy, SCHEDULES[strategy])
     assert acc[2] >= acc[1] - 0.02, acc
-    assert acc[3] >= acc[2] - 0.02, acc
