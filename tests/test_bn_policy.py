@@ -14,7 +14,8 @@ from tl_experiments.train import create_module
 CLASSES = [str(i) for i in range(10)]
 
 
-def _fit(module, epochs: int = 2, per_class: int = 5, size: int = 32, val_batches=1):
+def _fit(module, size: int, per_class: int, epochs: int, **trainer_args) -> pl.Trainer:
+    """Fit on the default data (``per_class`` images per class) with a bare trainer."""
     dm, _ = create_datamodule(
         load_image_set("mnist_sample"),
         module.backbone,
@@ -25,16 +26,15 @@ def _fit(module, epochs: int = 2, per_class: int = 5, size: int = 32, val_batche
     trainer = pl.Trainer(
         accelerator="cpu",
         max_epochs=epochs,
-        limit_train_batches=3 if per_class == 5 else 1.0,
-        limit_val_batches=val_batches,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        **trainer_args,
     )
     trainer.fit(module, datamodule=dm)
-    return trainer, dm
+    return trainer
 
 
 def _stats(module) -> dict[str, list[torch.Tensor]]:
@@ -50,7 +50,7 @@ def test_trainable_stages_follow_the_batchnorm_policy(make_cfg, policy: str) -> 
     cfg = make_cfg("strategy=partial_ft", "model.weights=none", f"strategy.trainable_bn={policy}")
     module = create_module(cfg, 10, CLASSES)
     before = _stats(module)
-    _fit(module)
+    _fit(module, 32, 5, 2, limit_train_batches=3, limit_val_batches=1)
     module.train()
     after = _stats(module)
     for s in module.stages:
@@ -107,20 +107,7 @@ def _curve(make_cfg, strategy: str, schedule: str, *extra: str) -> list[float]:
     cfg = make_cfg(f"strategy={strategy}", schedule, "model.img_size=64", *extra, tiny=False)
     module = create_module(cfg, 10, CLASSES)
     curve = _ValCurve()
-    dm, _ = create_datamodule(
-        load_image_set("mnist_sample"), module.backbone, 64, samples_per_class=20, batch_size=16
-    )
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=3,
-        callbacks=[curve],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    trainer.fit(module, datamodule=dm)
+    _fit(module, 64, 20, 3, callbacks=[curve])
     return curve.acc
 
 
