@@ -155,16 +155,25 @@ def check_strategy(model, name: str, x: torch.Tensor, y: torch.Tensor) -> Transf
             raise CheckFailed(f"{name}: requires_grad of {s.name} is not {s.name in chosen}")
     module.train()
     for s in stages:
-        want = s.name in chosen or strategy.train_bn
-        bad = [m for m in _own_modules(s) if m.training != want]
-        if bad:
-            raise CheckFailed(
-                f"{name}: a {type(bad[0]).__name__} of {s.name} is not in "
-                f"{'train' if want else 'eval'} mode"
-            )
+        for m in _own_modules(s):
+            want = _wanted_mode(strategy, s.name in chosen, m)
+            if m.training != want:
+                raise CheckFailed(
+                    f"{name}: a {type(m).__name__} of {s.name} is not in "
+                    f"{'train' if want else 'eval'} mode"
+                )
     if name != "full_ft":
         _check_step(module, name, x, y)
     return module
+
+
+def _wanted_mode(strategy: Strategy, trains: bool, m: torch.nn.Module) -> bool:
+    """Train mode a module should be in: frozen stages follow ``train_bn``; in stages that
+    train, BatchNorm follows ``trainable_bn`` (eval unless ``train``), the rest trains."""
+    if not trains:
+        return strategy.train_bn
+    is_bn = isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    return not is_bn or strategy.trainable_bn == "train"
 
 
 def _own_modules(stage: Stage) -> list[torch.nn.Module]:

@@ -137,9 +137,10 @@ def _random(arch: str, kwargs: dict) -> nn.Module:
 
 
 def _classifier_keys(model: nn.Module) -> set[str]:
-    head = model.get_classifier()
     names = {id(t): n for n, t in model.state_dict(keep_vars=True).items()}
-    return {names[id(t)] for t in [*head.parameters(), *head.buffers()] if id(t) in names}
+    heads = classifier_modules(model)  # LeViT and kin have several
+    tensors = [t for head in heads for t in (*head.parameters(), *head.buffers())]
+    return {names[id(t)] for t in tensors if id(t) in names}
 
 
 def _strip_prefix(state: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:

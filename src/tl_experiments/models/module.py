@@ -234,8 +234,9 @@ class TransferModule(pl.LightningModule):
                 for m in stage.modules:
                     m.eval()
             elif stage.trainable and self.strategy.trainable_bn != "train":
-                for bn in batch_norms(stage):
-                    bn.eval()  # statistics fixed; the affine weight and bias still train
+                for bn in batch_norms(stage):  # statistics fixed; weight and bias train
+                    bn.training = False  # its own flag only: timm's BatchNormAct2d holds
+                    # its activation and drop (parameter-free) as children, which train
         return self
 
     def on_validation_model_zero_grad(self) -> None:
