@@ -12,14 +12,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tl_experiments.report import write_report
+from tl_experiments.report import compare_sweep
 from tl_experiments.report.advice import pick_is_right, read_advice
 from tl_experiments.report.paired import BEST, TIED
 
 
 def row(sweep: Path) -> tuple[str, bool | None]:
     advice = read_advice(sweep)
-    comparison = write_report(sweep).comparison
+    comparison = compare_sweep(sweep)
     pick = advice["strategy"]
     judged = advice["judgements"]
     winners = comparison[comparison["verdict"].isin([BEST, TIED])]

@@ -48,10 +48,10 @@ _INSTALL = "pip install 'tl-experiments[export]' (onnx, onnxruntime)"
 
 def best_checkpoint(sweep_dir: str | Path) -> Path:
     """The best checkpoint of a sweep's winning group, as the compare report names it."""
-    from tl_experiments.report import find_runs, runs_frame, summarize
-    from tl_experiments.report.paired import BEST, TIED, compare_to_winner, select_settings
+    from tl_experiments.report import compare_sweep
+    from tl_experiments.report.paired import BEST, TIED
 
-    comparison = compare_to_winner(select_settings(summarize(runs_frame(find_runs(sweep_dir)))))
+    comparison = compare_sweep(sweep_dir)
     winners = comparison[comparison["verdict"].isin([BEST, TIED])] if len(comparison) else []
     if len(winners) > 1:
         names = ", ".join(f"{w['strategy']} ({w['best_run']})" for _, w in winners.iterrows())

@@ -20,7 +20,7 @@ from tl_experiments.report.table import (
     overfitting_label,
     summarize,
 )
-from tl_experiments.report.write import Report, write_report
+from tl_experiments.report.write import Report, compare_sweep, write_report
 
 __all__ = [
     "GROUP_KEYS",
@@ -29,6 +29,7 @@ __all__ = [
     "NoRunsError",
     "Report",
     "Run",
+    "compare_sweep",
     "compare_to_winner",
     "label_settings",
     "select_settings",

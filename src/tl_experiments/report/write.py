@@ -14,7 +14,7 @@ from tl_experiments.report.paired import compare_to_winner, select_settings
 from tl_experiments.report.plots import write_plots
 from tl_experiments.report.table import label_settings, summarize
 
-__all__ = ["Report", "write_report"]
+__all__ = ["Report", "compare_sweep", "write_report"]
 
 
 @dataclass
@@ -27,6 +27,12 @@ class Report:
     comparison: pd.DataFrame  # each strategy at its selected setting, paired with the winner
     markdown: str
     files: list[Path]
+
+
+def compare_sweep(sweep_dir: Path | str) -> pd.DataFrame:
+    """The comparison of a sweep's runs (each strategy at its selected setting, paired with
+    the validation winner), without writing anything."""
+    return compare_to_winner(select_settings(summarize(runs_frame(find_runs(sweep_dir)))))
 
 
 def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> Report:
