@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,6 +17,7 @@ from tl_experiments.report import NoRunsError, find_runs, mean_ci95, overfitting
 
 # t_{0.975, 2}: the 95% two-sided Student-t quantile for 3 seeds (from a t table).
 T_975_DF2 = 4.302652729749462
+SECONDS_FT = [60.0, 62.0, 64.0]  # the full_ft runs of the sweep fixture
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ERROR = "CUDA out of memory at batch size 256; lower data.batch_size."
 
@@ -106,8 +108,13 @@ def test_summary_has_exact_means_and_intervals(sweep: Path) -> None:
     assert fe["test_acc_mean"] == pytest.approx(0.80)
     assert fe["test_acc_ci95"] == pytest.approx(T_975_DF2 * 0.01 / math.sqrt(3))
     assert ft["test_acc_mean"] == pytest.approx(0.90)
-    assert ft["train_seconds_mean"] == pytest.approx(62.0)
-    assert ft["train_seconds_ci95"] == pytest.approx(T_975_DF2 * 2.0 / math.sqrt(3))
+    # Times: geometric mean, interval of the mean log taken back with exp (never below 0).
+    logs = np.log(SECONDS_FT)
+    half = T_975_DF2 * logs.std(ddof=1) / math.sqrt(3)
+    assert ft["train_seconds_mean"] == pytest.approx(math.exp(logs.mean()))
+    assert ft["train_seconds_low"] == pytest.approx(math.exp(logs.mean() - half))
+    assert ft["train_seconds_high"] == pytest.approx(math.exp(logs.mean() + half))
+    assert 0 < ft["train_seconds_low"] < ft["train_seconds_mean"] < ft["train_seconds_high"]
     assert fe["train_val_gap_mean"] == pytest.approx(0.03) and fe["overfitting"] == "low"
     assert ft["train_val_gap_mean"] == pytest.approx(0.12) and ft["overfitting"] == "moderate"
     assert fe["trainable_params"] == 12_810
@@ -124,9 +131,10 @@ def test_csv_has_one_row_per_group(sweep: Path) -> None:
 def test_markdown_table_failed_runs_and_best_run(sweep: Path) -> None:
     text = write_report(sweep).markdown
     assert (sweep / "report.md").read_text() == text
-    # Accuracies in percent, mean ± t-interval: 82.0 ± 5.0 for feature extraction val.
+    # Accuracies in percent, mean ± t-interval: 82.0 ± 5.0 for feature extraction val; its
+    # times 10, 12, 14 s as the geometric mean 11.9 s with its interval 7.8-18 s.
     assert (
-        "| feature_extraction | 12.8K | 12.0 ± 5.0 | 82.0 ± 5.0 | 80.0 ± 2.5 | -10.0 ± 2.5 | worse "
+        "| feature_extraction | 12.8K | 11.9 (7.8–18) | 82.0 ± 5.0 | 80.0 ± 2.5 | -10.0 ± 2.5 | worse "
         "| 3.0 | low | 3 |" in text
     )
     assert "| full_ft | 3.38M |" in text

@@ -18,6 +18,7 @@ __all__ = [
     "format_count",
     "format_key",
     "format_mean_ci",
+    "format_time_ci",
     "render_failed",
     "render_report",
     "render_selection",
@@ -50,6 +51,14 @@ def format_mean_ci(mean: float, half_width: float, scale: float = 1.0, digits: i
     return text if math.isnan(half_width) else f"{text} ± {half_width * scale:.{digits}f}"
 
 
+def format_time_ci(centre: float, low: float, high: float) -> str:
+    """Seconds as 'geometric mean (low-high)', two significant digits for the interval."""
+    if math.isnan(centre):
+        return "?"
+    text = f"{centre:.1f}"
+    return text if math.isnan(low) else f"{text} ({low:.2g}–{high:.2g})"
+
+
 def format_key(key: str, value: object) -> str:
     """A group key's value as text; a null samples_per_class means every training image."""
     if pd.isna(value):
@@ -78,7 +87,7 @@ def render_table(summary: pd.DataFrame) -> str:
         cells += [f"`{g['setting']}`" if g["setting"] else "(as shipped)"] if settings else []
         cells += [
             format_count(g["trainable_params"]),
-            format_mean_ci(g["train_seconds_mean"], g["train_seconds_ci95"]),
+            format_time_ci(g["train_seconds_mean"], g["train_seconds_low"], g["train_seconds_high"]),
             format_mean_ci(g["best_val_acc_mean"], g["best_val_acc_ci95"], scale=100),
             format_mean_ci(g["test_acc_mean"], g["test_acc_ci95"], scale=100),
         ]
@@ -118,7 +127,9 @@ def _span(counts: pd.Series) -> str:
 
 def _render_reading(comparison: pd.DataFrame) -> str:
     return (
-        "Values are mean ± 95% Student-t interval over seeds (no interval with one seed). "
+        "Values are mean ± 95% Student-t interval over seeds (no interval with one seed); "
+        "train time is the geometric mean (low–high of its 95% interval, on the log scale: "
+        "times spread by factors, with the load on the machine). "
         "*Test vs best* is this row's test accuracy minus the validation winner's, paired "
         "by seed (same seed = same training images; validation and test are the same for "
         "every run), with its 95% interval; *not distinguishable* means that interval "

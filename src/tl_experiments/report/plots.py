@@ -52,9 +52,9 @@ def _colors(strategies: list[str]) -> dict[str, tuple]:
     return {s: cmap(i % 10) for i, s in enumerate(sorted(set(strategies)))}
 
 
-def _nan_to_zero(values: pd.Series) -> np.ndarray:
+def _nan_to_zero(values: pd.Series | np.ndarray) -> np.ndarray:
     # errorbar() wants 0, not NaN, where a single seed gives no interval.
-    return np.nan_to_num(values.to_numpy(dtype=float), nan=0.0)
+    return np.nan_to_num(np.asarray(values, dtype=float), nan=0.0)
 
 
 def _facets(data: pd.DataFrame, keys: list[str]) -> list[tuple[str, pd.DataFrame]]:
@@ -120,7 +120,10 @@ def plot_trainable_params(summary: pd.DataFrame, path: Path) -> bool:
 def _scatter_panel(ax: Axes, data: pd.DataFrame, colors: dict, max_params: float) -> np.ndarray:
     """Draw one panel's points and error bars; returns the marker radii in points."""
     x, y = data["train_seconds_mean"].to_numpy(), 100 * data["test_acc_mean"].to_numpy()
-    xerr, yerr = _nan_to_zero(data["train_seconds_ci95"]), 100 * _nan_to_zero(data["test_acc_ci95"])
+    # Times: the geometric mean's interval, asymmetric (report/table.py, geo_mean_ci95).
+    low = _nan_to_zero(x - data["train_seconds_low"].to_numpy())
+    xerr = np.vstack([low, _nan_to_zero(data["train_seconds_high"].to_numpy() - x)])
+    yerr = 100 * _nan_to_zero(data["test_acc_ci95"])
     ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="none", ecolor="0.5", capsize=3, zorder=1)
     params = data["trainable_params"].fillna(0.0).to_numpy(dtype=float)
     # Marker area grows with sqrt(params) so a 3M-parameter model does not swamp the axis.
@@ -130,7 +133,7 @@ def _scatter_panel(ax: Axes, data: pd.DataFrame, colors: dict, max_params: float
     if x.min() > 0 and x.max() / x.min() > _LOG_RATIO:
         ax.set_xscale("log")
     else:
-        ax.set_xlim(left=0, right=1.3 * (x + xerr).max())  # room for the labels
+        ax.set_xlim(left=0, right=1.3 * (x + xerr[1]).max())  # room for the labels
     ax.margins(y=0.12)
     ax.grid(alpha=0.3)
     return np.sqrt(sizes) / 2  # scatter sizes are areas in points^2

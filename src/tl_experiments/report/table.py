@@ -12,6 +12,7 @@ from scipy import stats
 from tl_experiments.report.collect import GROUP_KEYS
 
 __all__ = [
+    "geo_mean_ci95",
     "label_settings",
     "LOW_GAP",
     "MODERATE_GAP",
@@ -27,8 +28,11 @@ __all__ = [
 LOW_GAP = 0.05
 MODERATE_GAP = 0.15
 
-# Metrics reported as mean and 95% interval over seeds.
-_CI_METRICS = ("train_seconds", "best_val_acc", "test_acc")
+# Metrics reported as mean and 95% interval over seeds. Times are positive and their spread
+# is multiplicative (a job alone on the machine gets twice the threads), so train_seconds is
+# summarised on the log scale instead (``geo_mean_ci95``): an interval that never goes below 0.
+_CI_METRICS = ("best_val_acc", "test_acc")
+_TIME_METRICS = ("train_seconds",)
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -48,6 +52,18 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     return mean, t * float(arr.std(ddof=1)) / math.sqrt(arr.size)
 
 
+def geo_mean_ci95(values: Sequence[float]) -> tuple[float, float, float]:
+    """Geometric mean of positive values and its 95% interval: the Student-t interval of the
+    mean of the logs, taken back with exp. Returns (centre, low, high); low and high are NaN
+    for a single value."""
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    arr = arr[~np.isnan(arr) & (arr > 0)]
+    if arr.size == 0:
+        return math.nan, math.nan, math.nan
+    mean, half = mean_ci95(np.log(arr))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
 def overfitting_label(gap: float) -> str:
     """'low', 'moderate' or 'high' from a mean train-val gap; '?' when unknown."""
     if gap is None or math.isnan(gap):
@@ -62,6 +78,9 @@ def _summarize_group(runs: pd.DataFrame) -> dict[str, float | int | str]:
     row["trainable_params"] = float(runs["trainable_params"].mean())
     for metric in _CI_METRICS:
         row[f"{metric}_mean"], row[f"{metric}_ci95"] = mean_ci95(runs[metric].tolist())
+    for metric in _TIME_METRICS:
+        centre, low, high = geo_mean_ci95(runs[metric].tolist())
+        row[f"{metric}_mean"], row[f"{metric}_low"], row[f"{metric}_high"] = centre, low, high
     row["train_val_gap_mean"] = mean_ci95(runs["train_val_gap"].tolist())[0]
     row["overfitting"] = overfitting_label(row["train_val_gap_mean"])
     # Training images per class actually used; also defined when samples_per_class is
@@ -149,8 +168,9 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         The group keys, `n` (seeds), mean trainable parameters, `<metric>_mean` and
-        `<metric>_ci95` (half-width) for training seconds, best val accuracy and test
-        accuracy, the mean train-val gap and its overfitting label, `train_per_class`
+        `<metric>_ci95` (half-width) for best val accuracy and test accuracy; the geometric
+        mean of training seconds with its interval (`train_seconds_mean`, `_low`, `_high`);
+        the mean train-val gap and its overfitting label, `train_per_class`
         (training images per class), and the group's best run (`best_run`,
         `best_overrides`, `best_checkpoint`).
     """
@@ -178,7 +198,8 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
 def _numeric_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     # Older or partial metrics.json files may lack a field or hold null: read as NaN.
     frame = frame.copy()
-    for column in ("trainable_params", "train_val_gap", "train_size", "num_classes", *_CI_METRICS):
+    numeric = ("trainable_params", "train_val_gap", "train_size", "num_classes")
+    for column in (*numeric, *_CI_METRICS, *_TIME_METRICS):
         values = frame.get(column, math.nan)
         frame[column] = pd.to_numeric(values, errors="coerce")
     return frame
