@@ -44,6 +44,17 @@ def test_sweep_report_failures_and_resume(tmp_path: Path) -> None:
     ]
     named = [p.parent.name for p in sweep.rglob("metrics.json")]  # folders named by overrides
     assert any("seed=0" in n and "strategy=full_ft" in n for n in named)
+    # Seed-major although strategy came first: every strategy's seed 0 before any seed 1.
+    plan = json.loads((sweep / "sweep_plan.json").read_text())["jobs"]
+    seeds = [next(o for o in job if o.startswith("seed=")) for job in plan]
+    assert seeds == ["seed=0", "seed=0", "seed=1", "seed=1"]
+    # Answers as they arrive: progress after each job, a table after each round of seeds.
+    out = proc.stdout
+    assert [f"[sweep] {k}/4 jobs done" in out for k in (1, 2, 3, 4)] == [True] * 4
+    first = out.index("Report after 2 of 4 jobs (1 seed of every setting)")
+    assert first < out.index("Report after 4 of 4 jobs (2 seeds of every setting)")
+    assert "| full_ft |" in out[first:] and "left" in out
+    assert (sweep / "report.md").is_file() and (sweep / "accuracy_vs_time.png").is_file()
 
     # A bad job fails alone: it leaves error.json, the other job finishes.
     bad = run_train(
@@ -60,11 +71,14 @@ def test_sweep_report_failures_and_resume(tmp_path: Path) -> None:
     assert bad.returncode == 0, bad.stderr[-3000:]
     errors = list(sweep.rglob("error.json"))
     assert len(errors) == 1 and "must be positive" in json.loads(errors[0].read_text())["error"]
+    assert "[sweep] 2/2 jobs done, 1 failed; all done" in bad.stdout
 
     # Re-running the first sweep skips every finished job.
     again = run_train(args, cwd=tmp_path)
     assert again.returncode == 0
     assert again.stdout.count("Skipping") == 4
+    progress = (sweep / "sweep_progress.jsonl").read_text().splitlines()
+    assert [json.loads(line)["status"] for line in progress] == ["reused"] * 4
 
     from tl_experiments.compare import main
 

@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from tl_experiments.errors import UserError
-from tl_experiments.report import render_selection, render_table, write_report
+from tl_experiments.report import Report, render_selection, render_table, write_report
 
-__all__ = ["main"]
+__all__ = ["main", "print_report"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:  # one sentence naming the fix, as every entry point does
         print(f"Error: {exc}", file=sys.stderr)
         return 2
+    print_report(report)
+    print(f"\nWrote {', '.join(str(f) for f in report.files)}", file=sys.stderr)
+    return 0
+
+
+def print_report(report: Report) -> None:
+    """The comparison as the console shows it: tuned or fixed recipe, the table, failures."""
     if report.comparison.empty:
         print("No finished runs; see the failed runs in report.md.")
     else:
@@ -41,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     n_failed = sum(not r.ok for r in report.runs)
     if n_failed:
         print(f"\n{n_failed} failed run(s), listed in report.md.")
-    print(f"\nWrote {', '.join(str(f) for f in report.files)}", file=sys.stderr)
-    return 0
+    print(flush=True)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,14 @@ def format_time_ci(centre: float, low: float, high: float) -> str:
     if math.isnan(centre):
         return "?"
     text = f"{centre:.1f}"
-    return text if math.isnan(low) else f"{text} ({low:.2g}–{high:.2g})"
+    return text if math.isnan(low) else f"{text} ({_seconds(low)}–{_seconds(high)})"
+
+
+def _seconds(value: float) -> str:
+    # Two significant digits, without exponents: what a reader compares at a glance.
+    if value < 0.1:
+        return "<0.1"
+    return f"{value:.2g}" if value < 100 else f"{value:,.0f}"
 
 
 def format_key(key: str, value: object) -> str:

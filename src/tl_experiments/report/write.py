@@ -35,12 +35,16 @@ def compare_sweep(sweep_dir: Path | str) -> pd.DataFrame:
     return compare_to_winner(select_settings(summarize(runs_frame(find_runs(sweep_dir)))))
 
 
-def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> Report:
+def write_report(
+    sweep_dir: Path | str, out_dir: Path | str | None = None, plots: bool = True
+) -> Report:
     """Read every run folder below `sweep_dir` and write report.md, report.csv and plots.
 
     Args:
         sweep_dir: a multirun folder (or any folder above run folders).
         out_dir: where to write; defaults to `sweep_dir`.
+        plots: also draw the PNG plots (a sweep's report refreshed after each job draws
+            them only once the last job is in).
 
     Raises:
         NoRunsError: if `sweep_dir` is missing or holds no run folders.
@@ -53,14 +57,14 @@ def write_report(sweep_dir: Path | str, out_dir: Path | str | None = None) -> Re
     comparison = compare_to_winner(select_settings(summary))
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = _selected_runs(frame, comparison)  # the runs of the selected settings
-    plots = write_plots(shown, comparison, out_dir)
+    drawn = write_plots(shown, comparison, out_dir) if plots else []
     advice = read_advice(sweep_dir)
-    markdown = render_report(comparison, summary, shown, runs, sweep_dir, plots, advice)
+    markdown = render_report(comparison, summary, shown, runs, sweep_dir, drawn, advice)
     (out_dir / "report.md").write_text(markdown)
     summary.drop(columns=["test_by_seed"], errors="ignore").to_csv(
         out_dir / "report.csv", index=False
     )
-    files = [out_dir / name for name in ("report.md", "report.csv", *plots)]
+    files = [out_dir / name for name in ("report.md", "report.csv", *drawn)]
     return Report(runs, frame, summary, comparison, markdown, files)
 
 
