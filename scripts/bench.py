@@ -73,7 +73,7 @@ def framework_fit(cfg) -> float:
     module, dm, data_cfg = build(cfg)
     start = time.perf_counter()
     _maybe_cache_features(cfg, module, dm, data_cfg)
-    trainer = create_trainer(cfg, Path(cfg.paths.output_dir), EpochHistory())
+    trainer = create_trainer(cfg, Path(cfg.paths.output_dir), EpochHistory(), module)
     trainer.fit(module, datamodule=dm)
     return time.perf_counter() - start
 

@@ -134,8 +134,8 @@ def test_markdown_table_failed_runs_and_best_run(sweep: Path) -> None:
     # Accuracies in percent, mean ± t-interval: 82.0 ± 5.0 for feature extraction val; its
     # times 10, 12, 14 s as the geometric mean 11.9 s with its interval 7.8-18 s.
     assert (
-        "| feature_extraction | 12.8K | 11.9 (7.8–18) | 82.0 ± 5.0 | 80.0 ± 2.5 | -10.0 ± 2.5 | worse "
-        "| 3.0 | low | 3 |" in text
+        "| feature_extraction | 12.8K | 11.9 (7.8–18) | 82.0 ± 5.0 | 80.0 ± 2.5 | -10.0 ± 2.5 "
+        "| worse | 3.0 | low | 3 |" in text
     )
     assert "| full_ft | 3.38M |" in text
     failed = text.split("## Failed runs")[1]

@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.cached_features import cache_blocker, use_cached_features
-from tl_experiments.callbacks import CoreShare, EpochHistory
+from tl_experiments.callbacks import CoreShare, EpochHistory, early_stopping
 from tl_experiments.checkpoint_io import LocalFileCheckpointIO
 from tl_experiments.console import RunProgress, closing_summary, quiet_third_party
 from tl_experiments.data import create_datamodule, load_image_set
@@ -44,6 +44,7 @@ from tl_experiments.tensorboard import RunLogger
 __all__ = ["run"]
 
 log = logging.getLogger(__name__)
+_NOT_DATAMODULE_ARGS = ("name", "source", "source_args", "root")  # where images come from
 
 
 def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> TransferModule:
@@ -73,6 +74,7 @@ def create_trainer(
     cfg: DictConfig,
     out: Path,
     history: EpochHistory,
+    module: TransferModule,
     *extra: pl.Callback,
     train_batches: int | None = None,
 ) -> pl.Trainer:
@@ -92,17 +94,17 @@ def create_trainer(
     logger = RunLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
     callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch"), history, *extra]
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    patience = args.pop("early_stopping_patience", None)
+    if patience is not None:  # a run that stopped learning ends (callbacks/early_stop.py)
+        stopper, min_epochs = early_stopping(patience, module, args.get("max_epochs", 1))
+        callbacks.append(stopper)
+        args["min_epochs"] = max(args.get("min_epochs") or 0, min_epochs)
     if args.get("enable_progress_bar", True):
         callbacks.append(RunProgress())
     if train_batches:  # Lightning warns when an epoch is shorter than its logging interval
         args["log_every_n_steps"] = max(1, min(args.get("log_every_n_steps", 50), train_batches))
     args.setdefault("plugins", [LocalFileCheckpointIO()])  # unless the config sets its own
-    return pl.Trainer(
-        **args,
-        logger=logger,
-        callbacks=callbacks,
-        default_root_dir=str(out),
-    )
+    return pl.Trainer(**args, logger=logger, callbacks=callbacks, default_root_dir=str(out))
 
 
 def run(cfg: DictConfig) -> dict:
@@ -137,8 +139,7 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
     w0 = snapshot_weights(module.backbone)  # starting weights, for drift and CKA
     data_kwargs = OmegaConf.to_container(cfg.data, resolve=True)
-    for key in ("name", "source", "source_args", "root"):
-        data_kwargs.pop(key, None)
+    data_kwargs = {k: v for k, v in data_kwargs.items() if k not in _NOT_DATAMODULE_ARGS}
     dm, data_cfg = create_datamodule(
         image_set, module.backbone, cfg.model.img_size, seed=cfg.seed, **data_kwargs
     )
@@ -166,7 +167,8 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
     batches = -(-len(dm.splits["train"]) // dm.batch_size)
     if cfg.trainer.get("limit_train_batches") and cfg.trainer.limit_train_batches >= 1:
         batches = min(batches, int(cfg.trainer.limit_train_batches))
-    trainer = create_trainer(cfg, out, history, *([share] if share else []), train_batches=batches)
+    extra = [share] if share else []
+    trainer = create_trainer(cfg, out, history, module, *extra, train_batches=batches)
     trainer.logger.experiment.add_text("model_summary", f"```\n{summary}\n```")
     try:
         return _fit_test_write(

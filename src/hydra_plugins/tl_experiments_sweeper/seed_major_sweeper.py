@@ -12,7 +12,6 @@ time left (tl_experiments/sweep_progress.py). Everything else is BasicSweeper's.
 # them in sys.modules, where dataclasses cannot resolve string annotations.
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
 from hydra.core.config_store import ConfigStore
@@ -33,8 +32,8 @@ class SeedMajorSweeper(BasicSweeper):
     """BasicSweeper with ``seed`` varying slowest and a plan file in the sweep folder."""
 
     def split_arguments(  # type: ignore[override]  # BasicSweeper's is a staticmethod
-        self, overrides: List[Override], max_batch_size: Optional[int]
-    ) -> List[List[List[str]]]:
+        self, overrides: list[Override], max_batch_size: int | None
+    ) -> list[list[list[str]]]:
         from tl_experiments.sweep_progress import seed_first, write_plan
 
         batches = BasicSweeper.split_arguments(seed_first(overrides), max_batch_size)

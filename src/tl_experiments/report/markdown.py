@@ -94,7 +94,7 @@ def render_table(summary: pd.DataFrame) -> str:
         cells += [f"`{g['setting']}`" if g["setting"] else "(as shipped)"] if settings else []
         cells += [
             format_count(g["trainable_params"]),
-            format_time_ci(g["train_seconds_mean"], g["train_seconds_low"], g["train_seconds_high"]),
+            format_time_ci(*(g[f"train_seconds_{k}"] for k in ("mean", "low", "high"))),
             format_mean_ci(g["best_val_acc_mean"], g["best_val_acc_ci95"], scale=100),
             format_mean_ci(g["test_acc_mean"], g["test_acc_ci95"], scale=100),
         ]
