@@ -177,3 +177,32 @@ def test_report_judges_the_pick_paired_over_seeds():
     assert "cannot be checked" in render_advice_check(
         _comparison([0.8] * 3), {**ADVICE, "data": "digits"}
     )
+
+
+def test_the_advice_prints_the_numbers_its_command_trains_with(tmp_path: Path, capsys):
+    # The lesson's advisor says partial_ft at lr 1e-4 for 20-30 epochs; the command it prints
+    # trains with conf/strategy/partial_ft.yaml and the trainer's epochs, so those are shown.
+    from omegaconf import OmegaConf
+
+    from tl_experiments.advisor.rules import STRATEGIES
+
+    advice = advise(
+        _advise_cfg(
+            tmp_path,
+            "size=small",
+            "similarity=low",
+            "budget=limited",
+            "priority=speed",
+            "trainer.max_epochs=3",
+        )
+    )
+    shipped = OmegaConf.load(CONF / "strategy" / "partial_ft.yaml")
+    assert advice["strategy"] == "partial_ft" and STRATEGIES["partial_ft"].lr == 1e-4
+    assert (advice["lr"], advice["backbone_lr_scale"], advice["epochs"]) == (
+        shipped.lr,
+        shipped.backbone_lr_scale,
+        3,
+    )
+    out = capsys.readouterr().out
+    assert f"lr {shipped.lr:g} for the head, x{shipped.backbone_lr_scale:g} below, 3 epochs" in out
+    assert "1e-04" not in out and "0.0001" not in out and "20-30" not in out

@@ -49,12 +49,14 @@ from tl_experiments.data import ImageDataModule, ImageDataset, create_datamodule
 from tl_experiments.errors import UserError
 from tl_experiments.models import create_backbone
 from tl_experiments.outputs import write_json_atomic
+from tl_experiments.strategies import Strategy
 
 __all__ = ["advise", "main", "render_advice", "train_command"]
 
 # Overrides of these config groups are repeated in the printed command: data and model
 # pick what is trained, trainer the epochs and device the budget was estimated for.
 _CARRIED_GROUPS = ("data", "model", "trainer")
+_STRATEGY_CONF = Path(__file__).resolve().parents[2] / "conf" / "strategy"  # = train.py's
 
 
 def _choice(key: str, value: str | None, allowed: Sequence[str]) -> str | None:
@@ -211,8 +213,7 @@ def advise(cfg: DictConfig) -> dict:
         "judgements": judged,
         "rule": {"number": RULES.index(rec.rule) + 1, "description": rec.rule.description},
         "strategy": rec.strategy,
-        "lr": rec.lr,
-        "epochs": list(rec.epochs),
+        **trained_with(rec.strategy, int(cfg.trainer.max_epochs)),
         "command": train_command(rec.strategy, _task_overrides()),
     }
     print(render_advice(advice), flush=True)
@@ -221,16 +222,25 @@ def advise(cfg: DictConfig) -> dict:
     return advice
 
 
+def trained_with(strategy: str, max_epochs: int) -> dict:
+    """The numbers the advised command trains with: the strategy's own config (the tuned
+    defaults, conf/strategy/<name>.yaml) and the trainer's epochs, not the lesson's."""
+    node = OmegaConf.load(_STRATEGY_CONF / f"{strategy}.yaml")
+    spec = Strategy.from_dict(OmegaConf.to_container(node, resolve=True))
+    return {"lr": spec.lr, "backbone_lr_scale": spec.backbone_lr_scale, "epochs": max_epochs}
+
+
 def render_advice(advice: dict) -> str:
     """The advice as the command prints it: judgements, the rule, the command."""
     lines = [f"Advice for data={advice['data']}, model={advice['model']} ({advice['arch']}):"]
     for key, j in advice["judgements"].items():
         lines.append(f"  {key:<10} {j['value']:<9} {j['source']}: {j['detail']}")
-    title = STRATEGIES[advice["strategy"]].title
-    lo, hi = advice["epochs"]
+    name, title = advice["strategy"], STRATEGIES[advice["strategy"]].title
+    below = "" if advice["backbone_lr_scale"] == 1 else f", x{advice['backbone_lr_scale']:g} below"
     lines += [
-        f"Rule {advice['rule']['number']}: {advice['rule']['description']} -> "
-        f"{advice['strategy']} (seed: {title}; lr {advice['lr']:g}, {lo}-{hi} epochs)",
+        f"Rule {advice['rule']['number']}: {advice['rule']['description']} -> {name} "
+        f"(the lesson's {title}): lr {advice['lr']:g} for the head{below}, "
+        f"{advice['epochs']} epochs (conf/strategy/{name}.yaml, tuned: docs/results.md)",
         "Run:",
         f"  {advice['command']}",
     ]
