@@ -32,7 +32,7 @@ from hydra import compose, initialize_config_dir
 
 from tl_experiments.cli import register_resolvers
 from tl_experiments.data import create_datamodule, load_image_set
-from tl_experiments.data.feature_cache import FeatureCache, extract_features
+from tl_experiments.feature_cache import FeatureCache, extract_features
 from tl_experiments.models.module import TransferModule
 from tl_experiments.strategies import param_groups
 from tl_experiments.train import _maybe_cache_features, create_module, create_trainer
@@ -72,7 +72,7 @@ def framework_fit(cfg) -> float:
 
     module, dm, data_cfg = build(cfg)
     start = time.perf_counter()
-    _maybe_cache_features(cfg, module, dm, data_cfg)
+    module, dm = _maybe_cache_features(cfg, module, dm, data_cfg)
     trainer = create_trainer(cfg, Path(cfg.paths.output_dir), EpochHistory(), module)
     trainer.fit(module, datamodule=dm)
     return time.perf_counter() - start
@@ -121,7 +121,7 @@ def floor_seconds(cfg) -> float:
     module, dm, _ = build(cfg)
     start = time.perf_counter()
     for split in ("train", "val"):
-        extract_features(module.backbone, dm.split_dataset(split), module.channels_last)
+        extract_features(module.backbone, dm.image_dataset(split), module.channels_last)
     return time.perf_counter() - start
 
 

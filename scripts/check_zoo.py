@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from tl_experiments.cached_features import cache_blocker
 from tl_experiments.errors import UserError
+from tl_experiments.feature_cache import CachedHeadModule, cache_blocker
 from tl_experiments.models.module import TransferModule
 from tl_experiments.models.stage_groups import classifier_modules
 from tl_experiments.models.stages import Stage, get_stages, select_stages
@@ -231,11 +231,7 @@ def check_cache(module: TransferModule, x: torch.Tensor) -> str:
         backbone = module.backbone
         logits = module(x)
         feats = backbone.forward_head(backbone.forward_features(x), pre_logits=True)
-        module.features_input = True
-        try:
-            cached = module(feats)
-        finally:
-            module.features_input = False
+        cached = CachedHeadModule.from_module(module, 1, "zoo").eval()(feats)
     if cached.shape != logits.shape or not torch.allclose(cached, logits, atol=1e-4, rtol=1e-3):
         raise CheckFailed("the classifier on cached features does not give the model's logits")
     return "used"

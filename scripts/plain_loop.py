@@ -34,7 +34,7 @@ def plain_run(trainable: str, seed: int, lr: float, epochs: int = 8, size: int =
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    train = DataLoader(dm.split_dataset("train"), batch_size=32, shuffle=True)
+    train = DataLoader(dm.image_dataset("train"), batch_size=32, shuffle=True)
     for _ in range(epochs):
         model.train()
         for x, y in train:
@@ -45,7 +45,7 @@ def plain_run(trainable: str, seed: int, lr: float, epochs: int = 8, size: int =
     model.eval()
     correct = total = 0
     with torch.no_grad():
-        for x, y in DataLoader(dm.split_dataset("test"), batch_size=128):
+        for x, y in DataLoader(dm.image_dataset("test"), batch_size=128):
             correct += (model(x).argmax(1) == y).sum().item()
             total += len(y)
     return correct / total

@@ -89,7 +89,7 @@ def _build(make_cfg, strategy: str, *overrides: str):
         load_image_set("mnist_sample"), module.backbone, 32, samples_per_class=5, batch_size=8
     )
     # A fixed batch order, so that an interrupted and an uninterrupted run see the same data.
-    dm.train_dataloader = lambda: DataLoader(dm.split_dataset("train"), batch_size=8)
+    dm.train_dataloader = lambda: DataLoader(dm.image_dataset("train"), batch_size=8)
     return module, dm
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tl_experiments.cached_features import cache_blocker
 from tl_experiments.data import create_datamodule, load_image_set
-from tl_experiments.data.feature_cache import FeatureCache, cache_key
 from tl_experiments.errors import UserError
+from tl_experiments.feature_cache import CachedHeadModule, cache_blocker
+from tl_experiments.feature_cache.store import FeatureCache, cache_key
 from tl_experiments.models.checkpoint import load_checkpoint, module_from_checkpoint
 from tl_experiments.train import create_module, run
 
@@ -68,7 +68,7 @@ def _closed_form_and_autograd(
 def test_closed_form_head_gradients_equal_autograds(make_cfg) -> None:
     cfg = make_cfg("strategy=feature_extraction", "model.drop_rate=0.3", "label_smoothing=0.1")
     module = create_module(cfg, 4, list("abcd"))
-    module.use_cached_features(8, "digest")  # forward() is now dropout + classifier
+    module = CachedHeadModule.from_module(module, 8, "digest")  # forward: dropout + classifier
     module.train()
     head = module.backbone.get_classifier()
     torch.nn.init.normal_(head.weight)  # the head starts at zero: make the softmax uneven
@@ -116,7 +116,7 @@ def test_head_only_checkpoint_fills_in_only_the_same_backbone(make_cfg, tmp_path
     cfg = make_cfg("strategy=feature_extraction", *WHOLE)
     image_set = load_image_set(cfg.data.source)
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
-    module.use_cached_features(16, "abc")
+    module = CachedHeadModule.from_module(module, 16, "abc")
     ckpt = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(ckpt)
     head = {f"backbone.{k}" for k in module.stages[-1].param_names}

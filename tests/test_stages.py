@@ -14,8 +14,8 @@ import timm
 import torch
 import torch.nn as nn
 
-from tl_experiments.cached_features import cache_blocker
 from tl_experiments.errors import UserError
+from tl_experiments.feature_cache import cache_blocker
 from tl_experiments.models import create_backbone
 from tl_experiments.models.module import TransferModule
 from tl_experiments.models.stages import get_stages, stage_summary

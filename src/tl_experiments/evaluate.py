@@ -183,6 +183,7 @@ def _trainer(cfg: DictConfig, out: Path) -> pl.Trainer:
     """The configured trainer, logging to TensorBoard in ``out`` and saving no checkpoints."""
     logger = TensorBoardLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    kwargs.pop("early_stopping_patience", None)  # training only (train.create_trainer)
     kwargs.update(logger=logger, enable_checkpointing=False, default_root_dir=str(out))
     return pl.Trainer(**kwargs)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from tl_experiments.feature_cache import CachedHeadModule
+
 __all__ = ["HP_METRICS", "collect_metrics", "flat_hparams"]
 
 
@@ -39,7 +41,7 @@ def collect_metrics(cfg, trainer, module, dm, history: list[dict], train_seconds
         "train_val_gap": None if None in (train_acc, val_acc) else round(train_acc - val_acc, 6),
         "test_acc": _num(m.get("test/acc")),
         "test_f1_macro": _num(m.get("test/f1_macro")),
-        "feature_cache": module.features_input,
+        "feature_cache": isinstance(module, CachedHeadModule),
         "settings": _settings(cfg),
         "weights": module.meta.get("weights"),
         "skipped_images": {k: len(v) for k, v in dm.skipped.items()},

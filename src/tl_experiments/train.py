@@ -18,13 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from tl_experiments.analysis import analyze, snapshot_weights
-from tl_experiments.cached_features import cache_blocker, use_cached_features
 from tl_experiments.callbacks import CoreShare, EpochHistory, early_stopping
 from tl_experiments.checkpoint_io import LocalFileCheckpointIO
 from tl_experiments.console import RunProgress, closing_summary, quiet_third_party
 from tl_experiments.data import create_datamodule, load_image_set
-from tl_experiments.data.feature_cache import FeatureCache
 from tl_experiments.errors import UserError
+from tl_experiments.feature_cache import FeatureCache, cache_blocker, use_cached_features
 from tl_experiments.jobs import (
     core_share,
     ddp_children_run_this_job_only,
@@ -150,7 +149,7 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     start = time.perf_counter()  # training time includes computing cached features
-    _maybe_cache_features(cfg, module, dm, data_cfg)
+    module, dm = _maybe_cache_features(cfg, module, dm, data_cfg)
 
     summary = stage_summary(
         module.stages,
@@ -277,20 +276,20 @@ def resume_path(ckpt_path: str | None, out: Path) -> str | None:
     return str(path)
 
 
-def _maybe_cache_features(cfg: DictConfig, module: TransferModule, dm, data_cfg: dict) -> bool:
-    """Train the head on cached features when that cannot change the result."""
+def _maybe_cache_features(cfg: DictConfig, module: TransferModule, dm, data_cfg: dict):
+    """The module and data to train: on cached features when that cannot change the result
+    (feature_cache/), else ``module`` and ``dm`` as they are."""
     if not cfg.feature_cache.enabled:
-        return False
+        return module, dm
     reason = cache_blocker(module, dm, OmegaConf.to_container(cfg.trainer, resolve=True))
     if reason is not None:
         log.info("Feature cache not used: %s.", reason)
-        return False
+        return module, dm
     key_parts = {
         "arch": cfg.model.arch,
         "source": cfg.data.source,
         "source_args": OmegaConf.to_container(cfg.data.source_args, resolve=True),
         "transform": data_cfg,
     }
-    use_cached_features(module, dm, FeatureCache(cfg.feature_cache.dir), key_parts)
     log.info("Feature cache: the frozen backbone runs once per split; the head trains on that.")
-    return True
+    return use_cached_features(module, dm, FeatureCache(cfg.feature_cache.dir), key_parts)

@@ -28,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from tl_experiments.data.feature_cache import extract_features
 from tl_experiments.errors import UserError
+from tl_experiments.feature_cache.store import extract_features
 
 __all__ = [
     "HIGH_GAIN",

@@ -16,7 +16,7 @@ from tl_experiments.data.checks import check_images, duplicate_message
 from tl_experiments.data.sources import ImageSet
 from tl_experiments.errors import UserError
 
-__all__ = ["FeatureSplit", "ImageDataModule", "ImageDataset", "to_pil"]
+__all__ = ["EpochSeededSampler", "ImageDataModule", "ImageDataset", "to_pil"]
 
 log = logging.getLogger(__name__)
 
@@ -98,35 +98,6 @@ class EpochSeededSampler(Sampler[int]):
         return self.n
 
 
-class WholeEpochSampler(EpochSeededSampler):
-    """One item per epoch: the epoch's whole order (the same order as
-    :class:`EpochSeededSampler`'s, or ``0..n-1`` when not shuffling)."""
-
-    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
-        super().__init__(n, seed)
-        self.shuffle = shuffle
-
-    def __iter__(self):
-        return iter([self.order() if self.shuffle else torch.arange(self.n)])
-
-    def __len__(self) -> int:
-        return 1
-
-
-class FeatureSplit(Dataset):
-    """Cached features of a split, indexed by a whole epoch's order at once: a cached split
-    is served as one batch per epoch (see ``TransferModule.training_step``)."""
-
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        self.features, self.labels = features, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, order: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.features[order], self.labels[order]
-
-
 class ImageDataModule(pl.LightningDataModule):
     """Train/val/test loaders; deterministic splits are transformed once, up front."""
 
@@ -161,23 +132,10 @@ class ImageDataModule(pl.LightningDataModule):
         # (faster per image on CPU); the results do not depend on the batch size.
         self.eval_batch_size = eval_batch_size or 4 * batch_size
         self.image_datasets: dict[str, Dataset] = {}
-        self.datasets: dict[str, Dataset] = {}  # cached-feature splits
-        self.feature_sources: dict[str, Callable[[], torch.Tensor]] = {}  # see use_features
 
     @property
     def class_names(self) -> list[str]:
         return self.image_set.class_names
-
-    def split_dataset(self, split: str) -> Dataset:
-        """What the loaders serve for ``split``: its cached features (see ``use_features``)
-        or its images."""
-        if split not in self.feature_sources:
-            return self.image_dataset(split)
-        if split not in self.datasets:
-            features = self.feature_sources[split]()  # first: it may drop unreadable images
-            labels = torch.as_tensor(self.image_set.labels[self.splits[split]], dtype=torch.long)
-            self.datasets[split] = FeatureSplit(features, labels)
-        return self.datasets[split]
 
     def image_dataset(self, split: str) -> Dataset:
         """The images of one split, precomputed as tensors when that is possible and cheap."""
@@ -209,22 +167,13 @@ class ImageDataModule(pl.LightningDataModule):
             n = sum(len(v) for v in self.splits.values())
             log.info("Checked %d images (every split) in %.1f s.", n, seconds)
 
-    def use_features(self, split: str, features: Callable[[], torch.Tensor]) -> None:
-        """Serve backbone features instead of images for ``split``; ``features()`` is called
-        when the split is first needed (the test split's only when testing)."""
-        self.feature_sources[split] = features
-        self.datasets.pop(split, None)
-
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
         for split in wanted.get(stage, ("train", "val", "test")):
-            self.split_dataset(split)
+            self.image_dataset(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        ds = self.split_dataset(split)
-        if isinstance(ds, FeatureSplit):  # a whole epoch per batch; no workers needed
-            sampler = WholeEpochSampler(len(ds), self.seed, shuffle)
-            return DataLoader(ds, batch_size=None, sampler=sampler)
+        ds = self.image_dataset(split)
         sampler = EpochSeededSampler(len(ds), self.seed) if shuffle else None
         return DataLoader(
             ds,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import pytorch_lightning as pl
@@ -18,7 +17,6 @@ from torchmetrics.classification import (
 )
 
 from tl_experiments.errors import UserError
-from tl_experiments.models.feature_head import FeatureHeadSteps
 from tl_experiments.models.stages import batch_norms, get_stages
 from tl_experiments.strategies import L2SP, Strategy, apply_trainable, param_groups
 
@@ -27,7 +25,7 @@ __all__ = ["TransferModule", "SCHEDULERS"]
 SCHEDULERS = ("cosine", "onecycle", "constant")
 
 
-class TransferModule(FeatureHeadSteps, pl.LightningModule):
+class TransferModule(pl.LightningModule):
     """Classifier over a timm backbone whose stages train as the strategy says.
 
     Args:
@@ -72,11 +70,7 @@ class TransferModule(FeatureHeadSteps, pl.LightningModule):
         self.meta: dict = {}  # arch, data config, run config: stored in every checkpoint
         self.channels_last = False  # see set_speed_options
         self.fused_optimizer = False
-        # True when batches hold cached pre-logits features (see use_cached_features).
-        self.features_input = False
-        self.feature_batch_size = 0
         self._training_before_eval = True  # see on_validation_model_eval
-        self.frozen_digest: str | None = None
         # A schedule that changes the trainable stages later in the run.
         self.unfreezes_later = bool(
             strategy.phases or strategy.unfreeze_every_n_epochs or strategy.unfreeze_milestones
@@ -104,39 +98,13 @@ class TransferModule(FeatureHeadSteps, pl.LightningModule):
             "strategy": self.strategy.name,
             **self.meta,
         }
-        if self.features_input:
-            # The backbone is frozen for the whole run, so it still holds the weights it
-            # started with: the checkpoints written every epoch keep only the head (a few
-            # KB instead of the whole model); on_fit_end writes them in full once.
-            checkpoint["state_dict"] = {
-                k: v for k, v in checkpoint["state_dict"].items() if k not in self._frozen_keys
-            }
-            checkpoint["tl_experiments"]["frozen_backbone"] = self.frozen_digest
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        digest = checkpoint.get("tl_experiments", {}).get("frozen_backbone")
-        resuming = self._trainer is not None and self.trainer.state.fn == "fit"
-        if digest is None:
-            groups = [len(s["param_groups"]) for s in checkpoint.get("optimizer_states", [])]
-            if resuming and self.features_input and groups and groups[0] != 1:
-                raise UserError(
-                    "This run trains on cached features (only the head in the optimizer), "
-                    "but the checkpoint comes from a run that trained on images; resume "
-                    "with that run's settings (e.g. feature_cache.enabled=false)."
-                )
-            return
-        if self.frozen_digest is None:
+        if checkpoint.get("tl_experiments", {}).get("frozen_backbone") is not None:
             raise UserError(
                 "This checkpoint holds only the head of a feature-cached run, and this run "
                 "does not use the feature cache; resume with that run's settings."
             )
-        if digest != self.frozen_digest:
-            raise UserError(
-                "This checkpoint holds only the head of a feature-cached run, and this "
-                "run's frozen backbone differs from that run's (weights hash "
-                f"{self.frozen_digest} vs {digest}); resume with the same model and weights."
-            )
-        checkpoint["state_dict"] = {**self._frozen_state(), **checkpoint["state_dict"]}
 
     def configure_callbacks(self) -> list[pl.Callback]:
         # The strategy's schedule (which stages train each epoch) travels with the module.
@@ -146,24 +114,12 @@ class TransferModule(FeatureHeadSteps, pl.LightningModule):
             return []  # test() after fit(): keep the instance (and state) fit used
         return [StageSchedule(self.strategy)]
 
-    @property
-    def _head_drop_rate(self) -> float:
-        """timm's dropout before the classifier (``drop_rate``; 0 where a model has none)."""
-        return float(getattr(self.backbone, "drop_rate", 0.0) or 0.0)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.features_input:  # the rest of timm's forward_head: dropout, classifier
-            x = F.dropout(x, p=self._head_drop_rate, training=self.training)
-            return self.backbone.get_classifier()(x)
         return self.backbone(x)
 
     def train(self, mode: bool = True) -> TransferModule:
         """Frozen stages stay in eval mode (fixed BatchNorm statistics) unless ``train_bn``;
         the BatchNorm layers of stages that train follow ``strategy.trainable_bn``."""
-        if self.features_input:  # only the classifier runs; the frozen body stays in eval
-            self.training = mode
-            self.backbone.get_classifier().train(mode)
-            return self
         super().train(mode)
         if not mode:
             return self
@@ -176,12 +132,6 @@ class TransferModule(FeatureHeadSteps, pl.LightningModule):
                     bn.training = False  # its own flag only: timm's BatchNormAct2d holds
                     # its activation and drop (parameter-free) as children, which train
         return self
-
-    def on_validation_model_zero_grad(self) -> None:
-        if self.features_input:  # only the classifier has gradients: skip the frozen body's
-            self.backbone.get_classifier().zero_grad()  # few hundred tensors (0.6 ms)
-        else:
-            super().on_validation_model_zero_grad()
 
     def on_validation_model_eval(self) -> None:
         self._training_before_eval = self.training
@@ -215,8 +165,6 @@ class TransferModule(FeatureHeadSteps, pl.LightningModule):
             )
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor | None:
-        if self.features_input:
-            return self._train_epoch_on_features(batch)
         loss, logits, y = self._step(batch)
         self._check_finite(loss)
         self.train_acc.update(logits, y)  # logged per epoch: no per-batch value to compute
@@ -230,13 +178,9 @@ class TransferModule(FeatureHeadSteps, pl.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
-        if self.features_input:  # the whole split in one batch: its accuracy, directly
-            acc = (logits.argmax(-1) == y).float().mean()
-        else:  # logged per epoch: no per-batch value to compute
-            acc = self.val_acc
-            acc.update(logits, y)
+        self.val_acc.update(logits, y)  # logged per epoch: no per-batch value to compute
         self.log("val/loss", loss, on_epoch=True, prog_bar=True)
-        self.log("val/acc", acc, on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
 
     def test_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._step(batch)
@@ -260,20 +204,22 @@ class TransferModule(FeatureHeadSteps, pl.LightningModule):
         per_class["support"] = confmat.sum(dim=1).tolist()
         return {"per_class": per_class, "confusion_matrix": confmat.tolist()}
 
+    def _optimizer_groups(self) -> list[dict]:
+        """One AdamW parameter group per stage, at the strategy's lr for that stage."""
+        return param_groups(self.stages, self.strategy)
+
+    def _total_steps(self) -> int:
+        """Optimizer steps in the whole fit: the schedules' length."""
+        return max(int(self.trainer.estimated_stepping_batches), 1)
+
     def configure_optimizers(self):
-        groups = param_groups(self.stages, self.strategy)
-        if self.features_input:  # only the head ever trains (cache_blocker); an optimizer
-            # step over the frozen stages' empty groups would cost more than the head's own
-            groups = [g for g in groups if g["stage"] == self.stages[-1].index]
+        groups = self._optimizer_groups()
         optimizer = torch.optim.AdamW(
             groups, lr=self.strategy.lr, fused=self.fused_optimizer or None
         )
         if self.l2sp is not None:
             self.l2sp.attach(optimizer)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        if self.features_input:  # a batch is a whole epoch: ceil(n / batch size) steps
-            n = len(self.trainer.train_dataloader.dataset)
-            total *= math.ceil(n / self.feature_batch_size)
+        total = self._total_steps()
         if self.scheduler_name == "constant":
             return optimizer
         if self.scheduler_name == "cosine":

@@ -1,4 +1,5 @@
-"""Decide whether a run can train its head on cached features, and switch it over.
+"""Decide whether a run can train its head on cached features (and why not), and assemble
+the module and data that do.
 
 The cache is used only when it cannot change the result: every stage below the classifier
 stays frozen for the whole run, frozen BatchNorm keeps its statistics (``train_bn`` off),
@@ -10,7 +11,7 @@ form the ``neck`` stage, so with the neck frozen the cache holds its output
 it gives the model's own logits, on every timm family.
 It is not used either when the trainer would step differently on one batch per epoch
 (gradient clipping, gradient accumulation, a limit on batches, several devices):
-a cached split is served as one whole epoch per batch (``TransferModule.training_step``).
+a cached split is served as one whole epoch per batch (``CachedHeadModule.training_step``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import torch.nn as nn
 from timm.layers import SelectAdaptivePool2d
 
 from tl_experiments.data.datamodule import ImageDataModule
-from tl_experiments.data.feature_cache import (
+from tl_experiments.feature_cache.data import CachedFeatureData
+from tl_experiments.feature_cache.module import CachedHeadModule
+from tl_experiments.feature_cache.store import (
     FeatureCache,
     cache_key,
     extract_features,
@@ -88,33 +91,26 @@ def cache_blocker(
 
 def use_cached_features(
     module: TransferModule, dm: ImageDataModule, cache: FeatureCache, key_parts: dict
-) -> None:
-    """Replace every split of ``dm`` by its backbone features (computed when the split is
-    first needed); the module then runs only its classifier. Keys include the backbone's
-    exact weights (the classifier excluded)."""
+) -> tuple[CachedHeadModule, CachedFeatureData]:
+    """The module and data of a run that trains its head on cached features: every split
+    of ``dm`` served as its backbone features (computed when the split is first needed),
+    and ``module``'s backbone and strategy running only the classifier. Keys include the
+    backbone's exact weights (the classifier excluded)."""
     head = set(module.stages[-1].param_names)
     body = {k: v for k, v in module.backbone.state_dict().items() if k not in head}
     digest = weights_digest(body)
 
     def features(split: str):
-        def get():
-            if dm.skip_bad_images:
-                dm.image_dataset(split)  # drops unreadable images: the key needs the rest
-            key = cache_key(weights=digest, split=split, indices=dm.splits[split], **key_parts)
-            start = time.perf_counter()
-            found = cache.get_or_compute(
-                key,
-                lambda: extract_features(
-                    module.backbone, dm.image_dataset(split), module.channels_last
-                ),
-            )
-            log.info(
-                "Backbone features of the %s split: %.1f s.", split, time.perf_counter() - start
-            )
-            return found
+        if dm.skip_bad_images:
+            dm.image_dataset(split)  # drops unreadable images: the key needs the rest
+        key = cache_key(weights=digest, split=split, indices=dm.splits[split], **key_parts)
+        start = time.perf_counter()
+        backbone, fast = module.backbone, module.channels_last
+        found = cache.get_or_compute(
+            key, lambda: extract_features(backbone, dm.image_dataset(split), fast)
+        )
+        log.info("Backbone features of the %s split: %.1f s.", split, time.perf_counter() - start)
+        return found
 
-        return get
-
-    for split in ("train", "val", "test"):
-        dm.use_features(split, features(split))
-    module.use_cached_features(dm.batch_size, digest)
+    cached = CachedHeadModule.from_module(module, dm.batch_size, digest)
+    return cached, CachedFeatureData(dm, features)
