@@ -38,8 +38,8 @@ import yaml
 from tl_experiments.errors import UserError
 from tl_experiments.feature_cache import CachedHeadModule, cache_blocker
 from tl_experiments.models.module import TransferModule
-from tl_experiments.models.stage_groups import classifier_modules
-from tl_experiments.models.stages import Stage, get_stages, select_stages
+from tl_experiments.stages.groups import classifier_modules
+from tl_experiments.stages.stage import Stage, get_stages, select_stages
 from tl_experiments.strategies import Strategy, param_groups
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from tl_experiments.data import create_datamodule, load_image_set
 from tl_experiments.models import create_backbone
-from tl_experiments.models.stages import get_stages, select_stages
+from tl_experiments.stages.stage import get_stages, select_stages
 
 
 def plain_run(trainable: str, seed: int, lr: float, epochs: int = 8, size: int = 64) -> float:

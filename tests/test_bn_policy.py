@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from tl_experiments.data import create_datamodule, load_image_set
-from tl_experiments.models.stages import batch_norms
+from tl_experiments.stages.stage import batch_norms
 from tl_experiments.train import create_module
 
 CLASSES = [str(i) for i in range(10)]
@@ -70,7 +70,7 @@ def test_trainable_stages_follow_the_batchnorm_policy(make_cfg, policy: str) -> 
 def test_reestimated_statistics_are_the_exact_average_over_the_training_images(
     make_cfg,
 ) -> None:
-    from tl_experiments.callbacks.unfreeze import reestimate_bn
+    from tl_experiments.strategies.unfreeze import reestimate_bn
 
     cfg = make_cfg("strategy=full_ft", "model.weights=none", "strategy.trainable_bn=reestimate")
     module = create_module(cfg, 10, CLASSES)

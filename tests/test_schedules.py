@@ -15,7 +15,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from tl_experiments.data import create_datamodule, load_image_set
-from tl_experiments.models.stages import get_stages
+from tl_experiments.stages.stage import get_stages
 from tl_experiments.strategies import L2SP, Strategy, stage_lrs
 from tl_experiments.strategies.schedule import build_phases, stage_scales
 from tl_experiments.train import create_module

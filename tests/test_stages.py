@@ -18,7 +18,7 @@ from tl_experiments.errors import UserError
 from tl_experiments.feature_cache import cache_blocker
 from tl_experiments.models import create_backbone
 from tl_experiments.models.module import TransferModule
-from tl_experiments.models.stages import get_stages, stage_summary
+from tl_experiments.stages.stage import get_stages, stage_summary
 from tl_experiments.strategies import L2SP
 
 ROOT = Path(__file__).resolve().parents[1]

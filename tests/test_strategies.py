@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 
 from tl_experiments.data import create_datamodule, load_image_set
-from tl_experiments.models.stages import get_stages, select_stages
+from tl_experiments.stages.stage import get_stages, select_stages
 from tl_experiments.strategies import Strategy, stage_lrs
 from tl_experiments.train import create_module
 

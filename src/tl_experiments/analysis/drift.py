@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from tl_experiments.models.stages import Stage
+from tl_experiments.stages.stage import Stage
 
 __all__ = ["snapshot_weights", "weight_drift"]
 

@@ -1,8 +1,8 @@
-"""Lightning callbacks: epoch history, the fine-tuning schedules, core sharing, early stopping."""
+"""Lightning callbacks: epoch history, core sharing, early stopping (the strategy's
+schedule is strategies/unfreeze.py)."""
 
 from tl_experiments.callbacks.core_share import CoreShare
 from tl_experiments.callbacks.early_stop import early_stopping
 from tl_experiments.callbacks.history import EpochHistory
-from tl_experiments.callbacks.unfreeze import StageSchedule
 
-__all__ = ["CoreShare", "EpochHistory", "StageSchedule", "early_stopping"]
+__all__ = ["CoreShare", "EpochHistory", "early_stopping"]

@@ -32,7 +32,7 @@ from tl_experiments.feature_cache.store import (
     weights_digest,
 )
 from tl_experiments.models.module import TransferModule
-from tl_experiments.models.stage_groups import classifier_modules
+from tl_experiments.stages.groups import classifier_modules
 
 log = logging.getLogger(__name__)
 

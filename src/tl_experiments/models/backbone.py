@@ -10,12 +10,12 @@ import torch
 import torch.nn as nn
 
 from tl_experiments.errors import UserError
-from tl_experiments.models.stage_groups import classifier_modules
 from tl_experiments.models.weights import (
     WEIGHT_SOURCES,
     load_weights_file,
     packaged_state_dict,
 )
+from tl_experiments.stages.groups import classifier_modules
 
 __all__ = ["WeightsInfo", "create_backbone", "create_backbone_and_weights", "load_backbone_state"]
 

@@ -17,8 +17,9 @@ from torchmetrics.classification import (
 )
 
 from tl_experiments.errors import UserError
-from tl_experiments.models.stages import batch_norms, get_stages
+from tl_experiments.stages.stage import batch_norms, get_stages
 from tl_experiments.strategies import L2SP, Strategy, apply_trainable, param_groups
+from tl_experiments.strategies.unfreeze import StageSchedule
 
 __all__ = ["TransferModule", "SCHEDULERS"]
 
@@ -108,8 +109,6 @@ class TransferModule(pl.LightningModule):
 
     def configure_callbacks(self) -> list[pl.Callback]:
         # The strategy's schedule (which stages train each epoch) travels with the module.
-        from tl_experiments.callbacks.unfreeze import StageSchedule
-
         if any(isinstance(c, StageSchedule) for c in self.trainer.callbacks):
             return []  # test() after fit(): keep the instance (and state) fit used
         return [StageSchedule(self.strategy)]

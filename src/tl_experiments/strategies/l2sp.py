@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from torch.optim import Optimizer
 
-from tl_experiments.models.stages import Stage
+from tl_experiments.stages.stage import Stage
 
 __all__ = ["L2SP"]
 

@@ -31,7 +31,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from tl_experiments.errors import UserError
-from tl_experiments.models.stages import Stage, select_stages
+from tl_experiments.stages.stage import Stage, select_stages
 from tl_experiments.strategies.strategy import Strategy
 
 __all__ = ["Phase", "build_phases", "phase_at", "stage_scales", "ever_trained", "rescale_lrs"]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from tl_experiments.errors import UserError, require_number
-from tl_experiments.models.stages import Stage, select_stages
+from tl_experiments.stages.stage import Stage, select_stages
 
 __all__ = ["BN_POLICIES", "Strategy", "apply_trainable", "param_groups", "stage_lrs"]
 

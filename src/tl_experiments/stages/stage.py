@@ -6,7 +6,7 @@ architecture without per-model code. The head is the new classifier only: pretra
 layers timm groups with it (VGG's pre-logits MLP, MobileNetV3's conv_head, a ConvNeXt's
 or ViT's final norm) are a stage of their own, the ``neck``, frozen or trained like any
 other. Each stage owns exactly the modules its parameters and buffers live in
-(:mod:`tl_experiments.models.stage_groups`). ``scripts/check_zoo.py`` checks all of this
+(:mod:`tl_experiments.stages.groups`). ``scripts/check_zoo.py`` checks all of this
 on one model of every timm family (docs/architectures.md).
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch.nn as nn
 
 from tl_experiments.errors import UserError
-from tl_experiments.models.stage_groups import (
+from tl_experiments.stages.groups import (
     classifier_modules,
     coarse_groups,
     named_tensors,

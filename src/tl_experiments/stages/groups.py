@@ -1,6 +1,6 @@
 """Which tensors and modules of a timm model form each stage, for any naming.
 
-Three questions :func:`tl_experiments.models.stages.get_stages` asks of any timm model:
+Three questions :func:`tl_experiments.stages.stage.get_stages` asks of any timm model:
 
 - the coarse groups of its parameters: timm's ``group_matcher(coarse=True)``; its fine
   matcher where timm has no coarse one (RDNet); the top-level children where the model

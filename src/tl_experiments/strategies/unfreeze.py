@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
 from tl_experiments.errors import UserError
-from tl_experiments.models.stages import batch_norms
+from tl_experiments.stages.stage import batch_norms
 from tl_experiments.strategies import Strategy
 from tl_experiments.strategies.schedule import (
     Phase,
