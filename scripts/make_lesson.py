@@ -1,10 +1,10 @@
-"""Regenerate docs/lesson.md: the seed lesson's sections, with every number measured.
+"""Regenerate docs/lesson.md: the lesson's sections, with every number measured.
 
     python scripts/make_lesson.py                       # from the default sweep folders
     python scripts/make_lesson.py --compare DIR --data-efficiency DIR --out docs
 
 Reads only finished sweep folders (the compare report's own functions) and the advisor's
-rule table; copies the pictures into docs/img/. Where the seed printed a simulated table
+rule table; copies the pictures into docs/img/. Where the lesson printed a simulated table
 or drew a simulated plot, the lesson shows the command that makes the real one and its
 output. Re-run it after a new sweep, so the lesson cannot go stale silently.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 from tl_experiments.advisor import RULES, draw_decision_tree, recommend, size_class
 from tl_experiments.report import write_report
 
-# The seed's three scenarios (section "Hands-On Activity"), exactly as it states them.
+# The lesson's three scenarios (section "Hands-On Activity"), exactly as it states them.
 SCENARIOS = [
     ("Medical imaging startup (dermoscopy)", 800, "medium", "limited", "speed"),
     ("E-commerce fashion classifier", 50_000, "high", "moderate", "accuracy"),
@@ -68,7 +68,7 @@ def build(compare: Path, efficiency: Path | None, out: Path) -> str:
         "weights, the 5,000-image MNIST sample (50 training images per class), 64 px, 8 epochs, "
         "on a 2-core CPU. Regenerate: `python scripts/make_lesson.py`.\n",
         "## 1. Loading a pre-trained model: the model summary\n",
-        "The seed prints a made-up ResNet50 table. The real one is printed at the start of "
+        "The lesson prints a made-up ResNet50 table. The real one is printed at the start of "
         "every run (`python train.py strategy=full_ft`), one row per timm stage:\n",
         f"```\n{_first_summary(compare, 'full_ft')}\n```\n",
         "## 2-3. Strategy 1: feature extraction (frozen base)\n",
@@ -99,8 +99,8 @@ def build(compare: Path, efficiency: Path | None, out: Path) -> str:
     tree = draw_decision_tree(out / "img" / "decision_tree.png")
     parts += [
         "## Hands-on: the decision framework\n",
-        f"The seed's `TransferLearningAdvisor`, as a table of {len(RULES)} rules "
-        "(`tl_experiments.advisor.rules`); its three scenarios give the seed's answers:\n",
+        f"The lesson's `TransferLearningAdvisor`, as a table of {len(RULES)} rules "
+        "(`tl_experiments.advisor.rules`); its three scenarios give the lesson's answers:\n",
         _scenarios() + "\n",
         "On your own data the advisor measures size, similarity and budget itself: "
         "`python -m tl_experiments.advise data=image_folder data.root=DIR` (docs/advisor.md).\n",

@@ -1,4 +1,4 @@
-"""The advisor's rule table against the seed's TransferLearningAdvisor."""
+"""The advisor's rule table against the lesson's TransferLearningAdvisor."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tl_experiments.advisor import (
     tree_branches,
 )
 
-# The seed's keys, mapped to the project's strategy config names.
+# The lesson's keys, mapped to the project's strategy config names.
 SEED_TO_PROJECT = {
     "feature_extraction": "feature_extraction",
     "fine_tuning_conservative": "partial_ft",
@@ -31,7 +31,7 @@ SEED_TO_PROJECT = {
 
 
 def seed_analyze_scenario(dataset_size, domain_similarity, compute_budget, priority):
-    """The decision logic of the seed's `analyze_scenario`, copied verbatim (the oracle)."""
+    """The decision logic of the lesson's `analyze_scenario`, copied verbatim (the oracle)."""
     if dataset_size == "small":
         if domain_similarity in ["high", "medium"]:
             recommended = "feature_extraction"
@@ -68,7 +68,7 @@ def test_recommendation_carries_the_seeds_hyperparameters_and_the_rule():
     assert rec.best_for == STRATEGIES["partial_ft"].best_for
     assert (STRATEGIES["full_ft"].lr, STRATEGIES["full_ft"].epochs) == (1e-5, (30, 50))
     assert (STRATEGIES["scratch"].lr, STRATEGIES["scratch"].epochs) == (1e-3, (100, 200))
-    assert {s.seed_name for s in STRATEGIES.values()} == set(SEED_TO_PROJECT)
+    assert {s.lesson_name for s in STRATEGIES.values()} == set(SEED_TO_PROJECT)
 
 
 def test_every_rule_fires_for_some_input_and_its_description_names_its_values():

@@ -1,4 +1,4 @@
-"""Measure a dataset, apply the seed's rules, print the ``train.py`` command to run.
+"""Measure a dataset, apply the lesson's rules, print the ``train.py`` command to run.
 
     python -m tl_experiments.advise                                   # default data and model
     python -m tl_experiments.advise data=digits priority=speed
@@ -191,7 +191,7 @@ def advise(cfg: DictConfig) -> dict:
 
     Returns:
         The advice: data and model, each judgement with how it was reached, the rule
-        that fired, the strategy with the seed's lr and epochs, and the train command.
+        that fired, the strategy with the lesson's lr and epochs, and the train command.
     """
     priority = _choice("priority", cfg.priority, PRIORITIES)
     for key, allowed in (("size", SIZE_CLASSES), ("similarity", SIMILARITIES), ("budget", BUDGETS)):

@@ -1,4 +1,4 @@
-"""Strategy advisor: the seed's decision rules as data, and the tree figure drawn from them.
+"""Strategy advisor: the lesson's decision rules as data, and the tree figure drawn from them.
 
 Measuring dataset size, domain similarity and budget lives in ``advisor.measure``
 (imported on demand: it needs torch); the ``python -m tl_experiments.advise`` command

@@ -1,6 +1,6 @@
 """Measure the advisor's judgements: domain similarity to ImageNet and the cost of training.
 
-The seed asks a person to guess both. Here:
+The lesson asks a person to guess both. Here:
 
 - **Similarity** is how much the pretrained weights help on *this* data, over the same
   architecture with random weights: a cross-validated linear probe (logistic regression)
@@ -185,7 +185,7 @@ def estimate_training_seconds(
 ) -> TrainingCost:
     """Time full fine-tuning steps on one real batch and extrapolate to a whole run.
 
-    Every parameter trains (the seed's "aggressive" fine-tuning: the dearest strategy
+    Every parameter trains (the lesson's "aggressive" fine-tuning: the dearest strategy
     short of scratch, which costs the same per step). Data loading is not timed: the
     project's data module keeps deterministic splits as ready tensors.
 

@@ -1,6 +1,6 @@
-"""The seed's transfer-learning decision rules, held as data.
+"""The lesson's transfer-learning decision rules, held as data.
 
-The seed lesson (``seed/000_c85b82a0c749f6da.txt``, ``TransferLearningAdvisor``) writes
+The lesson (``seed/000_c85b82a0c749f6da.txt``, ``TransferLearningAdvisor``) writes
 its advice as a nested if/else in ``analyze_scenario``. Here the same logic is one table,
 ``RULES``, read top to bottom; the first row that matches wins. ``recommend`` evaluates it
 and ``tree.py`` draws the decision-tree figure from it, so the code, the figure and the
@@ -34,11 +34,11 @@ SIMILARITIES = ("high", "medium", "low")
 BUDGETS = ("limited", "moderate", "high")
 PRIORITIES = ("speed", "accuracy")
 
-# Seed wording: "Small (<1K), Medium (1K-10K), Large (>10K)". Read literally, both ends of
+# The lesson's wording: "Small (<1K), Medium (1K-10K), Large (>10K)". Read literally, both ends of
 # "1K-10K" belong to medium: 999 is small, 1,000 and 10,000 are medium, 10,001 is large.
 SMALL_BELOW = 1_000
 LARGE_ABOVE = 10_000
-# Seed wording: "'limited' (<1 hour), 'moderate' (1-6 hours), 'high' (>6 hours)"; same
+# The lesson's wording: "'limited' (<1 hour), 'moderate' (1-6 hours), 'high' (>6 hours)"; same
 # reading: exactly 1 h and exactly 6 h are moderate.
 LIMITED_BELOW_S = 3_600.0
 HIGH_ABOVE_S = 6 * 3_600.0
@@ -46,26 +46,26 @@ HIGH_ABOVE_S = 6 * 3_600.0
 
 @dataclass(frozen=True)
 class StrategyInfo:
-    """One strategy the advisor can recommend, with the seed's starting hyperparameters.
+    """One strategy the advisor can recommend, with the lesson's starting hyperparameters.
 
     Attributes:
         name: The project's strategy config name (``conf/strategy/<name>.yaml``).
-        seed_name: The seed's key in ``TransferLearningAdvisor.strategies``.
-        title: The seed's display name.
-        lr: Learning rate the seed's advisor gives.
+        lesson_name: The lesson's key in ``TransferLearningAdvisor.strategies``.
+        title: The lesson's display name.
+        lr: Learning rate the lesson's advisor gives.
         epochs: Inclusive (low, high) epoch range.
-        best_for: The seed's "best for" sentence.
+        best_for: The lesson's "best for" sentence.
     """
 
     name: str
-    seed_name: str
+    lesson_name: str
     title: str
     lr: float
     epochs: tuple[int, int]
     best_for: str
 
 
-# The seed writes epochs as `10-20`, which Python evaluates to -10; the ranges are kept
+# The lesson writes epochs as `10-20`, which Python evaluates to -10; the ranges are kept
 # here as the (low, high) pairs the author meant.
 STRATEGIES: Mapping[str, StrategyInfo] = MappingProxyType({
     s.name: s
@@ -74,12 +74,12 @@ STRATEGIES: Mapping[str, StrategyInfo] = MappingProxyType({
             "feature_extraction", "feature_extraction", "Feature Extraction (Frozen Base)",
             1e-3, (10, 20), "Small datasets, similar domains.",
         ),
-        # Seed: conv1 + conv2 frozen, i.e. the stem and the first stage.
+        # The lesson: conv1 + conv2 frozen, i.e. the stem and the first stage.
         StrategyInfo(
             "partial_ft", "fine_tuning_conservative", "Conservative Fine-tuning",
             1e-4, (20, 30), "Medium datasets, moderate domain shift.",
         ),
-        # 1e-5 is the seed advisor's number; DESIGN.md's full_ft uses 1e-4 for the head.
+        # 1e-5 is the lesson's advisor's number; DESIGN.md's full_ft uses 1e-4 for the head.
         StrategyInfo(
             "full_ft", "fine_tuning_aggressive", "Aggressive Fine-tuning",
             1e-5, (30, 50), "Large datasets, significant domain shift.",
@@ -123,21 +123,21 @@ class Rule:
         return all(allowed is None or value in allowed for allowed, value in pairs)
 
 
-# Order matters: first match wins, exactly like the seed's if/elif chain.
+# Order matters: first match wins, exactly like the lesson's if/elif chain.
 RULES: tuple[Rule, ...] = (
-    # Seed: small -> feature extraction if similarity is high/medium, else conservative.
+    # The lesson: small -> feature extraction if similarity is high/medium, else conservative.
     Rule("feature_extraction", "small dataset, high/medium similarity",
          size=("small",), similarity=("high", "medium")),
     Rule("partial_ft", "small dataset, low similarity",
          size=("small",), similarity=("low",)),
-    # Seed: medium -> feature extraction if budget is limited OR priority is speed.
+    # The lesson: medium -> feature extraction if budget is limited OR priority is speed.
     Rule("feature_extraction", "medium dataset, limited budget",
          size=("medium",), budget=("limited",)),
     Rule("feature_extraction", "medium dataset, speed priority",
          size=("medium",), priority=("speed",)),
     Rule("partial_ft", "medium dataset, otherwise (moderate/high budget, accuracy priority)",
          size=("medium",)),
-    # Seed: large -> scratch only for low similarity AND high budget, else aggressive.
+    # The lesson: large -> scratch only for low similarity AND high budget, else aggressive.
     Rule("scratch", "large dataset, low similarity, high budget",
          size=("large",), similarity=("low",), budget=("high",)),
     Rule("full_ft", "large dataset, otherwise",
@@ -153,7 +153,7 @@ class Recommendation:
         strategy: The project's strategy config name.
         lr: Starting learning rate.
         epochs: Inclusive (low, high) epoch range.
-        best_for: The seed's "best for" sentence for this strategy.
+        best_for: The lesson's "best for" sentence for this strategy.
         rule: The table row that fired.
     """
 
@@ -170,14 +170,14 @@ def _check(kind: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def size_class(n_samples: int) -> str:
-    """Classify a labelled-sample count as the seed does.
+    """Classify a labelled-sample count as the lesson does.
 
     Args:
         n_samples: Number of labelled training samples, at least 1.
 
     Returns:
         ``"small"`` below 1,000; ``"medium"`` from 1,000 to 10,000 inclusive; ``"large"``
-        above 10,000 (the seed's "<1K", "1K-10K", ">10K", with both 1K and 10K medium).
+        above 10,000 (the lesson's "<1K", "1K-10K", ">10K", with both 1K and 10K medium).
 
     Raises:
         ValueError: If ``n_samples`` is not a positive integer.
@@ -190,7 +190,7 @@ def size_class(n_samples: int) -> str:
 
 
 def budget_class(seconds: float) -> str:
-    """Classify a compute budget given in seconds of training time as the seed does.
+    """Classify a compute budget given in seconds of training time as the lesson does.
 
     Args:
         seconds: Wall-clock training time available, in seconds.
@@ -210,7 +210,7 @@ def budget_class(seconds: float) -> str:
 
 
 def recommend(size: str, similarity: str, budget: str, priority: str) -> Recommendation:
-    """Pick a transfer-learning strategy with the seed's decision rules.
+    """Pick a transfer-learning strategy with the lesson's decision rules.
 
     Args:
         size: Dataset size class, one of ``SIZE_CLASSES`` (see ``size_class``).

@@ -1,6 +1,6 @@
-"""The seed's decision-tree figure, drawn from the rule table.
+"""The lesson's decision-tree figure, drawn from the rule table.
 
-The seed draws its flowchart by hand with fixed coordinates, and it drifted from its own
+The lesson draws its flowchart by hand with fixed coordinates, and it drifted from its own
 logic (its medium branch asks only "Priority?", though the code also checks the budget).
 Here every branch is built by walking ``RULES``, so the figure shows what ``recommend``
 does: dataset size at level 1, then each size's rules left to right in the order they are
@@ -92,7 +92,7 @@ def leaf_labels(rules: tuple[Rule, ...] = RULES) -> list[str]:
 
 
 def _lr(lr: float) -> str:
-    return f"{lr:.0e}".replace("e-0", "e-")  # 1e-3, as the seed writes it
+    return f"{lr:.0e}".replace("e-0", "e-")  # 1e-3, as the lesson writes it
 
 
 def _box(ax, x: float, y: float, text: str, colour: str, size: float = 10, **kw) -> None:

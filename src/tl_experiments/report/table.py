@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 # Train-val gap (train_acc - val_acc, accuracy as a fraction) at which the label
-# changes. Rules of thumb, matching the seed lesson's "overfitting risk" column:
+# changes. Rules of thumb, matching the lesson's "overfitting risk" column:
 # a few points is ordinary noise on a small val split, over 15 points is memorising.
 LOW_GAP = 0.05
 MODERATE_GAP = 0.15

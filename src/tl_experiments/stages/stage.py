@@ -1,6 +1,6 @@
 """A backbone's stages, from timm's own ``group_matcher(coarse=True)``; never per-model lists.
 
-For resnet50 that gives stem (conv1), layer1..layer4 and the classifier: the seed's
+For resnet50 that gives stem (conv1), layer1..layer4 and the classifier: the lesson's
 conv1, conv2_x..conv5_x and fc. Every strategy speaks in stages, so it works on any timm
 architecture without per-model code. The head is the new classifier only: pretrained
 layers timm groups with it (VGG's pre-logits MLP, MobileNetV3's conv_head, a ConvNeXt's
@@ -204,7 +204,7 @@ def stage_summary(
     lrs: Sequence[float] | None = None,
     weights: str | None = None,
 ) -> str:
-    """The seed's model summary, measured: one row per stage, totals, trainable share;
+    """The lesson's model summary, measured: one row per stage, totals, trainable share;
     with ``lrs`` each stage's learning rate, with ``weights`` where they came from."""
     total = sum(s.num_params for s in stages)
     trainable = sum(s.num_params for s in stages if s.trainable)
