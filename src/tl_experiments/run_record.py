@@ -7,7 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tl_experiments.feature_cache import CachedHeadModule
 
-__all__ = ["HP_METRICS", "collect_metrics", "flat_hparams"]
+__all__ = ["HP_METRICS", "collect_metrics", "flat_hparams", "run_name"]
 
 
 HP_METRICS = ("test_acc", "test_f1_macro", "best_val_acc", "train_val_gap", "train_seconds")
@@ -51,7 +51,8 @@ def collect_metrics(cfg, trainer, module, dm, history: list[dict], train_seconds
 
 def _settings(cfg: DictConfig) -> dict:
     """The resolved config as dotted keys (the report groups runs by all of them but the
-    seed); ``paths`` are left out: they name where the run is, not what it is."""
+    seed); ``paths`` and ``logger`` are left out: they say where the run is recorded, not
+    what it is."""
     flat: dict = {}
 
     def walk(node, prefix: str) -> None:
@@ -63,6 +64,7 @@ def _settings(cfg: DictConfig) -> dict:
 
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("paths", None)
+    config.pop("logger", None)
     walk(config, "")
     return flat
 
@@ -71,8 +73,21 @@ def _num(x) -> float | None:
     return None if x is None else round(float(x), 6)
 
 
-def flat_hparams(cfg: DictConfig) -> dict:
+def run_name(cfg: DictConfig) -> str:
+    """A run's name in TensorBoard's hparams table, MLflow and W&B: the job's overrides as
+    its sweep folder is named (``seed=0,strategy=full_ft``), else strategy and seed."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from tl_experiments.cli import short_dirname
+
+    name = HydraConfig.get().job.override_dirname if HydraConfig.initialized() else ""
+    return short_dirname(name or f"seed={cfg.seed},strategy={cfg.strategy.name}")
+
+
+def flat_hparams(cfg: DictConfig, name: str | None = None) -> dict:
+    """The hyperparameters every logger gets (the columns of TensorBoard's hparams table)."""
     keys = {
+        "run": name or run_name(cfg),
         "model": cfg.model.name,
         "arch": cfg.model.arch,
         "strategy": cfg.strategy.name,

@@ -32,13 +32,13 @@ from tl_experiments.jobs import (
     parallel_share,
     set_threads,
 )
+from tl_experiments.loggers import create_loggers, log_run_end, log_run_start
 from tl_experiments.models import stage_summary
 from tl_experiments.models.backbone import WeightsInfo, create_backbone_and_weights
 from tl_experiments.models.module import TransferModule
 from tl_experiments.outputs import write_json_atomic, write_test_files
-from tl_experiments.run_record import HP_METRICS, collect_metrics, flat_hparams
+from tl_experiments.run_record import HP_METRICS, collect_metrics, flat_hparams, run_name
 from tl_experiments.strategies import Strategy, stage_lrs
-from tl_experiments.tensorboard import RunLogger
 
 __all__ = ["run"]
 
@@ -77,7 +77,8 @@ def create_trainer(
     *extra: pl.Callback,
     train_batches: int | None = None,
 ) -> pl.Trainer:
-    """Trainer with checkpoints (best + last), lr monitor and TensorBoard in the run folder."""
+    """Trainer with checkpoints (best + last), lr monitor and the configured loggers
+    (``conf/logger/``; TensorBoard in the run folder's tb/ by default)."""
     if cfg.trainer.get("max_epochs", 1) <= 0:
         raise UserError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be positive.")
     ckpt = ModelCheckpoint(
@@ -90,8 +91,9 @@ def create_trainer(
         save_last="link",
         enable_version_counter=False,
     )
-    logger = RunLogger(save_dir=str(out), name="tb", version="", default_hp_metric=False)
-    callbacks = [ckpt, LearningRateMonitor(logging_interval="epoch"), history, *extra]
+    loggers = create_loggers(OmegaConf.to_container(cfg.logger, resolve=True), run_name(cfg))
+    monitor = [LearningRateMonitor(logging_interval="epoch")] if loggers else []  # needs a logger
+    callbacks = [ckpt, *monitor, history, *extra]
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience = args.pop("early_stopping_patience", None)
     if patience is not None:  # a run that stopped learning ends (callbacks/early_stop.py)
@@ -103,7 +105,9 @@ def create_trainer(
     if train_batches:  # Lightning warns when an epoch is shorter than its logging interval
         args["log_every_n_steps"] = max(1, min(args.get("log_every_n_steps", 50), train_batches))
     args.setdefault("plugins", [LocalFileCheckpointIO()])  # unless the config sets its own
-    return pl.Trainer(**args, logger=logger, callbacks=callbacks, default_root_dir=str(out))
+    return pl.Trainer(
+        **args, logger=loggers or False, callbacks=callbacks, default_root_dir=str(out)
+    )
 
 
 def run(cfg: DictConfig) -> dict:
@@ -168,7 +172,7 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
         batches = min(batches, int(cfg.trainer.limit_train_batches))
     extra = [share] if share else []
     trainer = create_trainer(cfg, out, history, module, *extra, train_batches=batches)
-    trainer.logger.experiment.add_text("model_summary", f"```\n{summary}\n```")
+    log_run_start(trainer.loggers, flat_hparams(cfg), summary)
     try:
         return _fit_test_write(
             cfg, out, trainer, module, dm, data_cfg, history, w0, start, gpu_slot, started_at
@@ -198,7 +202,7 @@ def _fit_test_write(
     results = module.test_results()  # on every rank: torchmetrics syncs across DDP ranks
     if not trainer.is_global_zero:  # DDP: rank 0 alone writes the run folder
         return metrics
-    write_test_files(results, module.class_names, out, trainer.logger.experiment)
+    write_test_files(results, module.class_names, out)
     interrupted = False
     if cfg.analysis.enabled:  # forgetting, drift, CKA, shifted test sets (docs/shift.md)
         log.info("Analysis: drift, CKA, ImageNet agreement, shifted test sets (docs/shift.md).")
@@ -214,8 +218,8 @@ def _fit_test_write(
             )
         except KeyboardInterrupt:  # training and test are done: keep them
             interrupted = metrics["analysis_interrupted"] = True
-    trainer.logger.log_hyperparams(flat_hparams(cfg), {f"hp/{k}": metrics[k] for k in HP_METRICS})
-    trainer.logger.finalize("success")  # flush and close what test and analysis logged
+    final = {k: metrics[k] for k in HP_METRICS}
+    log_run_end(trainer, flat_hparams(cfg), final, out, results, module.class_names)
     metrics.update(
         gpu_slot=gpu_slot, pid=os.getpid(), started_at=started_at, finished_at=time.time()
     )

@@ -87,8 +87,8 @@ def analyze(
             backbone, images, labels, data_cfg["mean"], data_cfg["std"], tuple(SHIFTS)
         )
     out["analysis_seconds"] = round(time.perf_counter() - start, 3)
-    if trainer is not None and trainer.logger is not None:
-        _log(trainer.logger.experiment, out, trainer.global_step)
+    if trainer is not None:
+        _log(trainer.loggers, out, trainer.global_step)
     return out
 
 
@@ -147,10 +147,13 @@ def _agreement(
     return imagenet_agreement(module.backbone, original, photos)
 
 
-def _log(writer, out: dict, step: int) -> None:
+def _log(loggers, out: dict, step: int) -> None:
+    """The analysis as scalars, to every logger of the run (conf/logger/)."""
+    scalars = {}
     for group, key in (("drift", "drift"), ("cka", "cka"), ("shift", "shift_acc")):
         for name, value in (out[key] or {}).items():
-            writer.add_scalar(f"{group}/{name}", value, step)
+            scalars[f"{group}/{name}"] = value
     if out["imagenet_agreement"] is not None:
-        writer.add_scalar("forgetting/imagenet_agreement", out["imagenet_agreement"], step)
-    writer.flush()
+        scalars["forgetting/imagenet_agreement"] = out["imagenet_agreement"]
+    for logger in loggers:
+        logger.log_metrics(scalars, step=step)

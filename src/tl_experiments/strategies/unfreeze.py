@@ -14,12 +14,12 @@ import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 from pytorch_lightning.callbacks import BaseFinetuning
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
 from tl_experiments.errors import UserError
+from tl_experiments.loggers import log_text
 from tl_experiments.stages.stage import batch_norms
 from tl_experiments.strategies import Strategy
 from tl_experiments.strategies.schedule import (
@@ -168,15 +168,14 @@ class StageSchedule(BaseFinetuning):
                 + f" -> training {names}"
             )
             rank_zero_info(f"[schedule] {line}")
-            if isinstance(pl_module.logger, TensorBoardLogger):
-                pl_module.logger.experiment.add_text("schedule", line, pl_module.global_step)
+            log_text(pl_module.loggers, "schedule", line, pl_module.global_step)
         self._trainable = trainable
         log.info("epoch %d: training %s", epoch, names)
         metrics = {f"trainable/{s.name}": float(s.index in trainable) for s in stages}
         metrics["train/trainable_stages"] = float(len(trainable))
-        if pl_module.logger is not None:  # straight to the logger: self.log's bookkeeping
+        for logger in pl_module.loggers:  # straight to the loggers: self.log's bookkeeping
             # costs about a millisecond a value, a lot for an epoch of cached features
-            pl_module.logger.log_metrics(metrics, step=pl_module.global_step)
+            logger.log_metrics(metrics, step=pl_module.global_step)
 
     def state_dict(self) -> dict:
         return {
