@@ -1,5 +1,6 @@
 """Where a run executes: torch threads, core sharing among parallel jobs, a GPU per job,
-and the DDP environment. Placement only; what the run computes is in ``train.py``."""
+and the DDP environment, set up and torn down by one context manager, ``placed``. Placement
+only; what the run computes is in ``train.py``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import ctypes
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,6 +20,8 @@ from tl_experiments.callbacks import CoreShare
 from tl_experiments.errors import UserError
 
 __all__ = [
+    "Placement",
+    "placed",
     "core_share",
     "ddp_children_run_this_job_only",
     "end_distributed",
@@ -46,6 +52,31 @@ def _skip_failing_nvml_probe() -> None:
 
 
 _skip_failing_nvml_probe()
+
+
+@dataclass
+class Placement:
+    """Where this job runs: its GPU slot (``gpu_per_job``) and the callbacks that keep it
+    placed while it trains (``CoreShare`` re-balances threads every epoch)."""
+
+    gpu_slot: int | None = None
+    callbacks: list = field(default_factory=list)
+
+
+@contextmanager
+def placed(cfg: DictConfig, out: Path) -> Iterator[Placement]:
+    """Place one run: threads, core share, GPU slot, and a DDP environment that re-runs only
+    this job; on leaving, release the core share and leave no DDP state behind."""
+    set_threads(cfg.get("threads") or parallel_share())
+    share = core_share(cfg)
+    try:
+        gpu_slot = maybe_claim_gpu(cfg)
+        ddp_children_run_this_job_only(out)
+        yield Placement(gpu_slot, [share] if share else [])
+    finally:
+        end_distributed()
+        if share:
+            share.release()
 
 
 def end_distributed() -> None:

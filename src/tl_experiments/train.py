@@ -5,38 +5,29 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from tl_experiments.analysis import analyze, snapshot_weights
-from tl_experiments.callbacks import CoreShare, EpochHistory, early_stopping
+from tl_experiments.callbacks import EpochHistory, early_stopping
 from tl_experiments.checkpoint_io import LocalFileCheckpointIO
 from tl_experiments.console import RunProgress, closing_summary, quiet_third_party
 from tl_experiments.data import create_datamodule, load_image_set
 from tl_experiments.errors import UserError
 from tl_experiments.feature_cache import FeatureCache, cache_blocker, use_cached_features
-from tl_experiments.jobs import (
-    core_share,
-    ddp_children_run_this_job_only,
-    end_distributed,
-    maybe_claim_gpu,
-    parallel_share,
-    set_threads,
-)
+from tl_experiments.jobs import Placement, placed
 from tl_experiments.loggers import create_loggers, log_run_end, log_run_start
 from tl_experiments.models import stage_summary
 from tl_experiments.models.backbone import WeightsInfo, create_backbone_and_weights
 from tl_experiments.models.module import TransferModule
 from tl_experiments.outputs import write_json_atomic, write_test_files
+from tl_experiments.resume import resume_path, stopped_by_ctrl_c
 from tl_experiments.run_record import HP_METRICS, collect_metrics, flat_hparams, run_name
 from tl_experiments.strategies import Strategy, stage_lrs
 
@@ -113,48 +104,65 @@ def create_trainer(
 def run(cfg: DictConfig) -> dict:
     """Train and test one (model, strategy, data, seed); return and write ``metrics.json``."""
     out = Path(cfg.paths.output_dir)
-    if (
-        cfg.get("skip_finished")
-        and cfg.get("ckpt_path") is None
-        and (out / "metrics.json").is_file()
-    ):
+    done = out / "metrics.json"
+    if cfg.get("skip_finished") and cfg.get("ckpt_path") is None and done.is_file():
         print(f"Skipping {out}: it already has metrics.json (skip_finished=true).", flush=True)
-        return json.loads((out / "metrics.json").read_text())
+        return json.loads(done.read_text())
     (out / "error.json").unlink(missing_ok=True)  # a re-run replaces an earlier failure
-    set_threads(cfg.get("threads") or parallel_share())
-    share = core_share(cfg)
     quiet_third_party()
     begin = time.perf_counter()
-    try:
-        metrics = _run(cfg, out, share)
-    finally:
-        if share:
-            share.release()
+    with placed(cfg, out) as placement:
+        parts = _assemble(cfg, out, placement)
+        train_seconds, fit_history = _fit(cfg, out, parts)
+        metrics = _test_and_write(cfg, out, parts, train_seconds, fit_history)
     print(closing_summary(metrics, str(out), time.perf_counter() - begin), flush=True)
     return metrics
 
 
-def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
-    gpu_slot = maybe_claim_gpu(cfg)
+@dataclass
+class _Parts:
+    """What one run assembles before it trains."""
+
+    module: TransferModule
+    dm: Any  # ImageDataModule, or CachedFeatureData serving its features
+    data_cfg: dict  # timm's resolved data config (mean, std, input size...)
+    w0: dict  # the backbone's starting weights, for drift and CKA
+    trainer: pl.Trainer
+    history: EpochHistory
+    placement: Placement
+    start: float  # perf_counter when training (and computing cached features) began
+    started_at: float = field(default_factory=time.time)
+
+
+def _assemble(cfg: DictConfig, out: Path, placement: Placement) -> _Parts:
+    """Seed, data, module (on cached features when possible), summary, trainer."""
     started_at = time.time()
     pl.seed_everything(cfg.seed, workers=True)
     image_set = load_image_set(cfg.data.source, cfg.data.get("source_args"))
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
-    w0 = snapshot_weights(module.backbone)  # starting weights, for drift and CKA
+    w0 = snapshot_weights(module.backbone)
     data_kwargs = OmegaConf.to_container(cfg.data, resolve=True)
     data_kwargs = {k: v for k, v in data_kwargs.items() if k not in _NOT_DATAMODULE_ARGS}
     dm, data_cfg = create_datamodule(
         image_set, module.backbone, cfg.model.img_size, seed=cfg.seed, **data_kwargs
     )
-    module.meta = {
-        **module.meta,
-        "arch": cfg.model.arch,
-        "data_config": data_cfg,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
+    config = OmegaConf.to_container(cfg, resolve=True)
+    module.meta |= {"arch": cfg.model.arch, "data_config": data_cfg, "config": config}
     start = time.perf_counter()  # training time includes computing cached features
     module, dm = _maybe_cache_features(cfg, module, dm, data_cfg)
+    summary = _write_summary(cfg, module, out)
+    history = EpochHistory()
+    batches = -(-len(dm.splits["train"]) // dm.batch_size)
+    if cfg.trainer.get("limit_train_batches") and cfg.trainer.limit_train_batches >= 1:
+        batches = min(batches, int(cfg.trainer.limit_train_batches))
+    extra = placement.callbacks
+    trainer = create_trainer(cfg, out, history, module, *extra, train_batches=batches)
+    log_run_start(trainer.loggers, flat_hparams(cfg), summary)
+    return _Parts(module, dm, data_cfg, w0, trainer, history, placement, start, started_at)
 
+
+def _write_summary(cfg: DictConfig, module: TransferModule, out: Path) -> str:
+    """The stage table (what trains, at which lr), printed and kept in summary.txt."""
     summary = stage_summary(
         module.stages,
         f"{cfg.model.name} ({cfg.model.arch}), strategy {cfg.strategy.name}",
@@ -164,64 +172,44 @@ def _run(cfg: DictConfig, out: Path, share: CoreShare | None) -> dict:
     print(summary, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.txt").write_text(summary + "\n")
-
-    history = EpochHistory()
-    ddp_children_run_this_job_only(out)
-    batches = -(-len(dm.splits["train"]) // dm.batch_size)
-    if cfg.trainer.get("limit_train_batches") and cfg.trainer.limit_train_batches >= 1:
-        batches = min(batches, int(cfg.trainer.limit_train_batches))
-    extra = [share] if share else []
-    trainer = create_trainer(cfg, out, history, module, *extra, train_batches=batches)
-    log_run_start(trainer.loggers, flat_hparams(cfg), summary)
-    try:
-        return _fit_test_write(
-            cfg, out, trainer, module, dm, data_cfg, history, w0, start, gpu_slot, started_at
-        )
-    finally:
-        end_distributed()
+    return summary
 
 
-def _fit_test_write(
-    cfg, out, trainer, module, dm, data_cfg, history, w0, start, gpu_slot, started_at
-) -> dict:
-    """Fit (or resume), test the best checkpoint, analyse, write the run folder."""
+def _fit(cfg: DictConfig, out: Path, parts: _Parts) -> tuple[float, list[dict]]:
+    """Fit, or resume a killed job; the training seconds and the per-epoch history."""
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is None and cfg.get("skip_finished") and (out / "checkpoints/last.ckpt").is_file():
         print(f"Resuming the unfinished job in {out} from its last.ckpt.", flush=True)
         ckpt_path = "last"  # a re-run sweep continues a killed job instead of restarting it
-    with _stopped_by_ctrl_c(trainer, out, "during training"):
-        trainer.fit(module, datamodule=dm, ckpt_path=resume_path(ckpt_path, out))
+    with stopped_by_ctrl_c(parts.trainer, out, "during training"):
+        parts.trainer.fit(parts.module, datamodule=parts.dm, ckpt_path=resume_path(ckpt_path, out))
     # A resumed run adds the fit time before its checkpoint, so resumed jobs compare fairly.
-    train_seconds = time.perf_counter() - start + history.resumed_seconds
+    train_seconds = time.perf_counter() - parts.start + parts.history.resumed_seconds
+    return train_seconds, list(parts.history.rows)  # test() restores callback state
+
+
+def _test_and_write(
+    cfg: DictConfig, out: Path, parts: _Parts, train_seconds: float, fit_history: list[dict]
+) -> dict:
+    """Test the best checkpoint, analyse, log the final metrics, write the run folder."""
+    trainer, module = parts.trainer, parts.module
     best = trainer.checkpoint_callback.best_model_path or None
-    fit_history = list(history.rows)  # test() restores callback state from the best epoch
     log.info("Testing the best checkpoint (%s).", Path(best).name if best else "last weights")
-    with _stopped_by_ctrl_c(trainer, out, "during the test"):
-        trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
-    metrics = collect_metrics(cfg, trainer, module, dm, fit_history, train_seconds)
+    with stopped_by_ctrl_c(trainer, out, "during the test"):
+        trainer.test(module, datamodule=parts.dm, ckpt_path=best, verbose=False)
+    metrics = collect_metrics(cfg, trainer, module, parts.dm, fit_history, train_seconds)
     results = module.test_results()  # on every rank: torchmetrics syncs across DDP ranks
     if not trainer.is_global_zero:  # DDP: rank 0 alone writes the run folder
         return metrics
     write_test_files(results, module.class_names, out)
-    interrupted = False
-    if cfg.analysis.enabled:  # forgetting, drift, CKA, shifted test sets (docs/shift.md)
-        log.info("Analysis: drift, CKA, ImageNet agreement, shifted test sets (docs/shift.md).")
-        try:
-            metrics |= analyze(
-                module,
-                dm,
-                data_cfg,
-                w0,
-                OmegaConf.to_container(cfg.analysis),
-                OmegaConf.to_container(cfg.model),
-                trainer,
-            )
-        except KeyboardInterrupt:  # training and test are done: keep them
-            interrupted = metrics["analysis_interrupted"] = True
+    interrupted = _analyse(cfg, parts, metrics)
     final = {k: metrics[k] for k in HP_METRICS}
     log_run_end(trainer, flat_hparams(cfg), final, out, results, module.class_names)
     metrics.update(
-        gpu_slot=gpu_slot, pid=os.getpid(), started_at=started_at, finished_at=time.time()
+        gpu_slot=parts.placement.gpu_slot,
+        pid=os.getpid(),
+        started_at=parts.started_at,
+        finished_at=time.time(),
     )
     write_json_atomic(metrics, out / "metrics.json")
     if interrupted:
@@ -232,52 +220,26 @@ def _fit_test_write(
     return metrics
 
 
-@contextmanager
-def _stopped_by_ctrl_c(trainer: pl.Trainer, out: Path, where: str) -> Iterator[None]:
-    """Lightning answers Ctrl-C with its own shutdown and ``sys.exit(1)``; say instead how
-    to resume (``KeyboardInterrupt`` with that sentence, which ``cli.guarded`` prints)."""
+def _analyse(cfg: DictConfig, parts: _Parts, metrics: dict) -> bool:
+    """Forgetting, drift, CKA, shifted test sets (docs/shift.md) into ``metrics``; True when
+    Ctrl-C stopped it (training and test are done: they are kept)."""
+    if not cfg.analysis.enabled:
+        return False
+    log.info("Analysis: drift, CKA, ImageNet agreement, shifted test sets (docs/shift.md).")
     try:
-        yield
-    except SystemExit:
-        if not trainer.interrupted:
-            raise
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
-        raise KeyboardInterrupt(f"Interrupted {where}; {resume_hint(out)}") from None
-
-
-def resume_hint(out: Path) -> str:
-    """How to continue this run from its last checkpoint, as a command."""
-    if not (out / "checkpoints" / "last.ckpt").exists():
-        return "no epoch finished yet, so run the same command again to start over."
-    overrides = []
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        skip = ("hydra.run.dir=", "ckpt_path=")
-        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
-    args = " ".join([*overrides, f"hydra.run.dir={out}", "ckpt_path=last"])
-    return f"resume with: python train.py {args}"
-
-
-def resume_path(ckpt_path: str | None, out: Path) -> str | None:
-    """The checkpoint to resume from (``last`` = this run folder's last.ckpt), checked to be
-    a plain-data file before Lightning unpickles it."""
-    if not ckpt_path:
-        return None
-    path = out / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-    if not path.is_file():
-        raise UserError(
-            f"No checkpoint at '{path}' to resume from; pass the killed run's "
-            "folder as hydra.run.dir=... with ckpt_path=last, or a .ckpt path."
+        metrics |= analyze(
+            parts.module,
+            parts.dm,
+            parts.data_cfg,
+            parts.w0,
+            OmegaConf.to_container(cfg.analysis),
+            OmegaConf.to_container(cfg.model),
+            parts.trainer,
         )
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(
-            f"Refused to resume from '{path}': it is not a plain checkpoint "
-            f"({type(e).__name__}); use a checkpoint written by train.py."
-        ) from None
-    return str(path)
+    except KeyboardInterrupt:
+        metrics["analysis_interrupted"] = True
+        return True
+    return False
 
 
 def _maybe_cache_features(cfg: DictConfig, module: TransferModule, dm, data_cfg: dict):

@@ -1,0 +1,63 @@
+"""Stopping and resuming a run: Ctrl-C says how to resume, and ``ckpt_path`` resumes."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from tl_experiments.errors import UserError
+
+__all__ = ["resume_hint", "resume_path", "stopped_by_ctrl_c"]
+
+
+@contextmanager
+def stopped_by_ctrl_c(trainer: pl.Trainer, out: Path, where: str) -> Iterator[None]:
+    """Lightning answers Ctrl-C with its own shutdown and ``sys.exit(1)``; say instead how
+    to resume (``KeyboardInterrupt`` with that sentence, which ``cli.guarded`` prints)."""
+    try:
+        yield
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
+        raise KeyboardInterrupt(f"Interrupted {where}; {resume_hint(out)}") from None
+
+
+def resume_hint(out: Path) -> str:
+    """How to continue this run from its last checkpoint, as a command."""
+    if not (out / "checkpoints" / "last.ckpt").exists():
+        return "no epoch finished yet, so run the same command again to start over."
+    overrides = []
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        skip = ("hydra.run.dir=", "ckpt_path=")
+        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
+    args = " ".join([*overrides, f"hydra.run.dir={out}", "ckpt_path=last"])
+    return f"resume with: python train.py {args}"
+
+
+def resume_path(ckpt_path: str | None, out: Path) -> str | None:
+    """The checkpoint to resume from (``last`` = this run folder's last.ckpt), checked to be
+    a plain-data file before Lightning unpickles it."""
+    if not ckpt_path:
+        return None
+    path = out / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        raise UserError(
+            f"No checkpoint at '{path}' to resume from; pass the killed run's "
+            "folder as hydra.run.dir=... with ckpt_path=last, or a .ckpt path."
+        )
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(
+            f"Refused to resume from '{path}': it is not a plain checkpoint "
+            f"({type(e).__name__}); use a checkpoint written by train.py."
+        ) from None
+    return str(path)
