@@ -37,8 +37,10 @@ from tl_experiments.models import stage_summary
 from tl_experiments.models.backbone import WeightsInfo, create_backbone_and_weights
 from tl_experiments.models.module import TransferModule
 from tl_experiments.outputs import write_json_atomic, write_test_files
+from tl_experiments.peak_memory import measure_peak_memory
 from tl_experiments.run_record import HP_METRICS, collect_metrics, flat_hparams
 from tl_experiments.strategies import Strategy, stage_lrs
+from tl_experiments.strategies.lora import adapters_for
 from tl_experiments.tensorboard import RunLogger
 
 __all__ = ["run"]
@@ -58,8 +60,11 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
         cfg.model.get("drop_rate"),
         cfg.get("zero_head", True),
     )
+    lora = adapters_for(backbone, strategy)  # peft LoRA adapters, when the strategy has them
     module = TransferModule(backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing)
-    module.meta["weights"] = asdict(info)  # kept in every checkpoint
+    module.meta |= {"weights": asdict(info)} | ({"lora": lora} if lora else {})  # checkpoints
+    module.base_only = strategy.parameter_efficient and weights != "none"
+    module.base_only &= not module.unfreezes_later  # a fixed base (base_weights.py)
     speed = cfg.get("speed") or {}
     module.set_speed_options(
         bool(speed.get("channels_last")),
@@ -184,7 +189,7 @@ def _fit_test_write(
     if ckpt_path is None and cfg.get("skip_finished") and (out / "checkpoints/last.ckpt").is_file():
         print(f"Resuming the unfinished job in {out} from its last.ckpt.", flush=True)
         ckpt_path = "last"  # a re-run sweep continues a killed job instead of restarting it
-    with _stopped_by_ctrl_c(trainer, out, "during training"):
+    with _stopped_by_ctrl_c(trainer, out, "during training"), measure_peak_memory() as peak:
         trainer.fit(module, datamodule=dm, ckpt_path=resume_path(ckpt_path, out))
     # A resumed run adds the fit time before its checkpoint, so resumed jobs compare fairly.
     train_seconds = time.perf_counter() - start + history.resumed_seconds
@@ -194,6 +199,7 @@ def _fit_test_write(
     with _stopped_by_ctrl_c(trainer, out, "during the test"):
         trainer.test(module, datamodule=dm, ckpt_path=best, verbose=False)
     metrics = collect_metrics(cfg, trainer, module, dm, fit_history, train_seconds)
+    metrics |= {"peak_memory_mb": peak}  # the fit's, not the test's or the analysis'
     results = module.test_results()  # on every rank: torchmetrics syncs across DDP ranks
     if not trainer.is_global_zero:  # DDP: rank 0 alone writes the run folder
         return metrics
