@@ -127,13 +127,13 @@ def test_lora_reloads_merged_and_only_over_its_base(lora_run, tmp_path) -> None:
     with torch.no_grad():
         assert torch.allclose(merged(x), unmerged(x), atol=1e-5)
         assert (merged(x) - merged(x).mean(0)).abs().max() > 0  # trained: not a constant
-    other = {k: v + 0.01 for k, v in torch.load(weights).items()}
-    torch.save(other, weights)  # the run's weights file now holds other base weights
+    original = torch.load(weights)
+    torch.save({k: v + 0.01 for k, v in original.items()}, weights)  # other base weights
     try:
         with pytest.raises(UserError, match="base weights"):
             module_from_checkpoint(load_checkpoint(run_dir / "checkpoints/best.ckpt"))
     finally:
-        torch.save({k: v - 0.01 for k, v in other.items()}, weights)
+        torch.save(original, weights)
 
 
 def test_lora_export_has_no_adapters_and_matches_the_unmerged_model(lora_run, tmp_path) -> None:

@@ -26,7 +26,9 @@ def frozen_base_keys(module: torch.nn.Module) -> set[str]:
 
 
 def base_digest(state: dict[str, torch.Tensor], keys: set[str]) -> str:
-    return weights_digest({k: state[k] for k in keys})
+    """Digest of ``state``'s ``keys``, named relative to the backbone (the module's state
+    says ``backbone.conv_stem.weight``, the bare backbone's ``conv_stem.weight``)."""
+    return weights_digest({k.removeprefix("backbone."): state[k] for k in keys})
 
 
 def strip_base(module: torch.nn.Module, checkpoint: dict) -> None:
