@@ -55,13 +55,15 @@ def test_alpha_0_is_the_pretrained_backbone_and_1_the_fine_tuned_model(lora: boo
 
 def test_alpha_is_picked_on_validation() -> None:
     model, w0 = _pretrained_and_tuned()
-    start, _ = plain_ends(model, w0)
+    start, end = plain_ends(model, w0)
+    keep = set(get_stages(end)[-1].param_names)
+    end.load_state_dict(interpolate(start.state_dict(), end.state_dict(), 0.0, keep))
     x = torch.randn(16, 3, 32, 32)
     with torch.no_grad():
-        y_val = start(x).argmax(1)
+        y_val = end(x).argmax(1)  # the answers of the a = 0 model
     mean, std = (0.5,) * 3, (0.5,) * 3
     curve = wise_ft_curve(model, w0, (x, y_val), (x, y_val), {"mean": mean, "std": std}, ())
-    # validation labels are the pretrained model's answers: a = 0 scores 1, a = 1 less
+    # validation labels are the a = 0 model's answers: a = 0 scores 1, a = 1 less
     assert curve["alphas"] == list(ALPHAS) and curve["val_acc"][0] == 1.0 > curve["val_acc"][-1]
     best = max(range(5), key=lambda i: (curve["val_acc"][i], ALPHAS[i]))
     assert curve["best_alpha"] == ALPHAS[best]
