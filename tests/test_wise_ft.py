@@ -18,7 +18,7 @@ from tl_experiments.strategies.lora import add_lora
 from tl_experiments.train import run
 
 
-def _pretrained_and_tuned(lora: bool = False):
+def _pretrained_and_tuned(lora: bool = False, step: float = 0.1):
     torch.manual_seed(0)
     model = timm.create_model("test_efficientnet", num_classes=5).eval()
     if lora:
@@ -26,7 +26,7 @@ def _pretrained_and_tuned(lora: bool = False):
     w0 = snapshot_weights(model)
     with torch.no_grad():  # "fine-tuning": every trainable tensor moves
         for n, p in model.named_parameters():
-            p.add_(torch.randn_like(p) * 0.1) if "lora_A" not in n else None
+            p.add_(torch.randn_like(p) * step) if "lora_A" not in n else None
     return model, w0
 
 
@@ -54,7 +54,7 @@ def test_alpha_0_is_the_pretrained_backbone_and_1_the_fine_tuned_model(lora: boo
 
 
 def test_alpha_is_picked_on_validation() -> None:
-    model, w0 = _pretrained_and_tuned()
+    model, w0 = _pretrained_and_tuned(step=1.0)
     start, end = plain_ends(model, w0)
     keep = set(get_stages(end)[-1].param_names)
     end.load_state_dict(interpolate(start.state_dict(), end.state_dict(), 0.0, keep))
