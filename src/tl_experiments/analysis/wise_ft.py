@@ -72,7 +72,8 @@ def wise_ft_curve(
     """
     start, end = plain_ends(backbone, w0)
     keep = set(get_stages(end)[-1].param_names)  # the new head: the fine-tuned one
-    ends = (start.state_dict(), end.state_dict())
+    # Copies: load_state_dict below writes into the very tensors state_dict() returns.
+    ends = tuple({k: v.detach().clone() for k, v in m.state_dict().items()} for m in (start, end))
     out = {"alphas": list(alphas), "val_acc": [], "test_acc": {}}
     for a in alphas:
         end.load_state_dict(interpolate(*ends, a, keep))
