@@ -102,7 +102,7 @@ def test_lora_checkpoint_holds_only_what_trained(lora_run) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     ckpt = load_checkpoint(run_dir / "checkpoints/best.ckpt")
     state = ckpt["state_dict"]
-    assert ckpt["tl_experiments"]["base_weights"] and ckpt["tl_experiments"]["lora"]["rank"] == 8
+    assert ckpt["tl_experiments"]["base_weights"] and ckpt["tl_experiments"]["lora"]["rank"] == 4
     params = [k for k in state if k.endswith(("weight", "bias")) and "running" not in k]
     assert params and all(".lora_" in k or "classifier" in k or "bn" in k for k in params)
     assert not any("base_layer" in k for k in state)

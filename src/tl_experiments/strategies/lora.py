@@ -69,6 +69,8 @@ def merge_lora(model: nn.Module) -> nn.Module:
     """Fold every adapter into its base layer and put the base layer back (what peft's
     ``merge_and_unload`` does, for a model ``inject_adapter_in_model`` changed): the result
     has the original architecture and state-dict names. In place; returns ``model``."""
+    if not any(".lora_" in f".{n}" for n, _ in model.named_parameters()):
+        return model  # no adapters: peft (and the transformers it imports) is not loaded
     from peft.tuners.tuners_utils import BaseTunerLayer
     from peft.utils.other import _get_submodules
 
