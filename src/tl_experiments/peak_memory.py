@@ -4,6 +4,7 @@ separate processes, so each measures its own."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,10 +27,9 @@ def reset_peak_memory() -> None:
     """Start measuring from now (what was resident before fit counts from its size now)."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.reset_peak_memory_stats()
-    try:
+    # Not Linux, or not allowed: the peak then counts from the start of the process.
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")  # 5 = reset the peak RSS (VmHWM)
-    except OSError:  # not Linux, or not allowed: the peak then counts from the start
-        pass
 
 
 def peak_memory_mb() -> dict[str, float | None]:

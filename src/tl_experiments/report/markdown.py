@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from math import nan
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ from tl_experiments.report.collect import GROUP_KEYS, Run
 from tl_experiments.report.paired import BEST, TIED
 from tl_experiments.report.table import LOW_GAP, MODERATE_GAP, varying_keys
 from tl_experiments.report.unfreezing import render_unfreezing
+from tl_experiments.report.wise_ft import render_wise_ft
 
 __all__ = [
     "format_count",
@@ -69,7 +71,8 @@ def render_table(summary: pd.DataFrame) -> str:
     paired = "verdict" in summary
     header = ["Approach", *(_KEY_TITLES[k] for k in keys)]
     header += ["Setting"] if settings else []
-    header += ["Trainable params", "Train time (s)", "Val acc (%)", "Test acc (%)"]
+    header += ["Trainable params", "Train time (s)", "s/epoch", "ms/step", "Ckpt (MB)"]
+    header += ["Peak mem (MB)", "Val acc (%)", "Test acc (%)"]
     header += ["Test vs best (pts, paired)", "Verdict"] if paired else []
     header += ["Train-val gap (pts)", "Overfitting", "Seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -79,6 +82,10 @@ def render_table(summary: pd.DataFrame) -> str:
         cells += [
             format_count(g["trainable_params"]),
             format_mean_ci(g["train_seconds_mean"], g["train_seconds_ci95"]),
+            format_mean_ci(g.get("epoch_seconds_mean", nan), g.get("epoch_seconds_ci95", nan)),
+            _num(g.get("step_seconds", nan), 1000, 0),
+            _num(g.get("checkpoint_bytes", nan), 2**-20, 2),
+            _num(g.get("peak_memory_mb", nan), 1, 0),
             format_mean_ci(g["best_val_acc_mean"], g["best_val_acc_ci95"], scale=100),
             format_mean_ci(g["test_acc_mean"], g["test_acc_ci95"], scale=100),
         ]
@@ -92,6 +99,10 @@ def render_table(summary: pd.DataFrame) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _num(value: float, scale: float, digits: int) -> str:
+    return "?" if value is None or math.isnan(value) else f"{value * scale:.{digits}f}"
 
 
 def render_selection(comparison: pd.DataFrame) -> str:
@@ -157,6 +168,13 @@ def _render_best(comparison: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def render_failed(runs: list[Run], root: Path) -> str:
     """A table of failed runs: folder, overrides, error type and message."""
     failed = [r for r in runs if not r.ok]
@@ -188,6 +206,9 @@ def render_report(
     run, the advisor's pick checked (when the sweep folder holds an ``advice.json``),
     failed runs, plots."""
     n_ok = sum(r.ok for r in runs)
+    # The analysis sections show the selected settings' runs (all runs of a fixed recipe).
+    shown = set(frame["run"]) if "run" in frame else set()
+    selected = [r for r in runs if r.ok and _relative(r.path, root) in shown]
     empty = comparison.empty
     tuned = not empty and (comparison["n_settings"] > 1).any()
     parts = [
@@ -200,7 +221,8 @@ def render_report(
         "" if empty else _render_reading(comparison),
         *(["## Every setting tried", render_table(summary)] if tuned else []),
         render_unfreezing(frame),
-        render_analysis(runs),  # empty when no run measured drift or shifts
+        render_analysis(selected),  # empty when no run measured drift or shifts
+        render_wise_ft(selected),  # empty when no run has a WiSE-FT curve
         "## Best run",
         "No run finished, so there is no best run." if empty else _render_best(comparison),
         *(
