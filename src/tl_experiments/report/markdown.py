@@ -71,8 +71,11 @@ def render_table(summary: pd.DataFrame) -> str:
     paired = "verdict" in summary
     header = ["Approach", *(_KEY_TITLES[k] for k in keys)]
     header += ["Setting"] if settings else []
-    header += ["Trainable params", "Train time (s)", "s/epoch", "ms/step", "Ckpt (MB)"]
-    header += ["Peak mem (MB)", "Val acc (%)", "Test acc (%)"]
+    # Cost columns where runs recorded them (metrics.json of older runs lacks them).
+    costs = "checkpoint_bytes" in summary and summary["checkpoint_bytes"].notna().any()
+    header += ["Trainable params", "Train time (s)"]
+    header += ["s/epoch", "ms/step", "Ckpt (MB)", "Peak mem (MB)"] if costs else []
+    header += ["Val acc (%)", "Test acc (%)"]
     header += ["Test vs best (pts, paired)", "Verdict"] if paired else []
     header += ["Train-val gap (pts)", "Overfitting", "Seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -82,10 +85,9 @@ def render_table(summary: pd.DataFrame) -> str:
         cells += [
             format_count(g["trainable_params"]),
             format_mean_ci(g["train_seconds_mean"], g["train_seconds_ci95"]),
-            format_mean_ci(g.get("epoch_seconds_mean", nan), g.get("epoch_seconds_ci95", nan)),
-            _num(g.get("step_seconds", nan), 1000, 0),
-            _num(g.get("checkpoint_bytes", nan), 2**-20, 2),
-            _num(g.get("peak_memory_mb", nan), 1, 0),
+        ]
+        cells += _cost_cells(g) if costs else []
+        cells += [
             format_mean_ci(g["best_val_acc_mean"], g["best_val_acc_ci95"], scale=100),
             format_mean_ci(g["test_acc_mean"], g["test_acc_ci95"], scale=100),
         ]
@@ -99,6 +101,16 @@ def render_table(summary: pd.DataFrame) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cost_cells(g: pd.Series) -> list[str]:
+    """Seconds per epoch, milliseconds per step, checkpoint MB, peak memory MB."""
+    return [
+        format_mean_ci(g.get("epoch_seconds_mean", nan), g.get("epoch_seconds_ci95", nan)),
+        _num(g.get("step_seconds", nan), 1000, 0),
+        _num(g.get("checkpoint_bytes", nan), 2**-20, 2),
+        _num(g.get("peak_memory_mb", nan), 1, 0),
+    ]
 
 
 def _num(value: float, scale: float, digits: int) -> str:
