@@ -5,8 +5,9 @@
 
 The exported model maps float32 images (N, 3, H, W), normalised as in the sidecar JSON's
 ``data_config``, to logits over the sidecar's ``class_names``; the batch size is dynamic.
-Before anything is reported as written, the exported model's outputs are compared with
-PyTorch's on real images (the training data's test split, or ``images=``); a mismatch
+LoRA adapters are merged into their layers first (the graph has none); before anything is
+reported as written, the exported model's outputs are compared with PyTorch's (the unmerged
+model's, for LoRA) on real images (the training data's test split, or ``images=``); a mismatch
 above ``atol`` removes the file and exits non-zero. ONNX needs the ``export`` extra:
 ``pip install 'tl-experiments[export]'`` (onnx, onnxruntime).
 """
@@ -121,13 +122,16 @@ def export(
     if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
         raise UserError(f"ONNX export and its check need onnx and onnxruntime; {_INSTALL}.")
     ckpt = load_checkpoint(ckpt_path)
-    model = module_from_checkpoint(ckpt).backbone.eval()
+    model = module_from_checkpoint(ckpt).backbone.eval()  # LoRA adapters merged in
+    # The check compares with the model as it trained: adapters unmerged, where it has them.
+    lora = bool(ckpt["tl_experiments"].get("lora"))
+    reference = module_from_checkpoint(ckpt, merge=False).backbone.eval() if lora else model
     batch = check_batch(ckpt, images, n_check)
     path = Path(out) if out else Path(ckpt_path).with_suffix(SUFFIXES[fmt])
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt, path = _write(model, batch[:2], fmt, path)
     with torch.no_grad():
-        expected = model(batch).numpy()
+        expected = reference(batch).numpy()
     diff = float(np.abs(RUNNERS[fmt](path)(batch.numpy()) - expected).max())
     if not diff <= atol:
         path.unlink()

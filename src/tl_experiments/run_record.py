@@ -3,6 +3,8 @@ docs/run_folder.md lists the fields; ``report/`` reads them."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from tl_experiments.feature_cache import CachedHeadModule
@@ -18,7 +20,7 @@ def collect_metrics(cfg, trainer, module, dm, history: list[dict], train_seconds
     last = history[-1] if history else {}
     ckpt = trainer.checkpoint_callback
     total = sum(s.num_params for s in module.stages)
-    trainable = sum(s.num_params for s in module.stages if s.trainable)
+    trainable = sum(s.num_trainable for s in module.stages)
     train_acc, val_acc = last.get("train_acc"), last.get("val_acc")
     return {
         "status": "ok",
@@ -42,10 +44,23 @@ def collect_metrics(cfg, trainer, module, dm, history: list[dict], train_seconds
         "test_acc": _num(m.get("test/acc")),
         "test_f1_macro": _num(m.get("test/f1_macro")),
         "feature_cache": isinstance(module, CachedHeadModule),
+        **_cost(trainer, history),
         "settings": _settings(cfg),
         "weights": module.meta.get("weights"),
         "skipped_images": {k: len(v) for k, v in dm.skipped.items()},
         "history": history,
+    }
+
+
+def _cost(trainer, history: list[dict]) -> dict:
+    """Seconds per epoch and per optimizer step (training only), the best checkpoint's size."""
+    seconds = history[-1]["seconds"] if history else None
+    path = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    size = Path(path).resolve().stat().st_size if path and Path(path).is_file() else None
+    return {
+        "epoch_seconds": None if not seconds else round(seconds / len(history), 4),
+        "step_seconds": None if not seconds else round(seconds / max(trainer.global_step, 1), 5),
+        "checkpoint_bytes": size,
     }
 
 

@@ -27,9 +27,11 @@ from tl_experiments.models import stage_summary
 from tl_experiments.models.backbone import WeightsInfo, create_backbone_and_weights
 from tl_experiments.models.module import TransferModule
 from tl_experiments.outputs import write_json_atomic, write_test_files
+from tl_experiments.peak_memory import measure_peak_memory
 from tl_experiments.resume import resume_path, stopped_by_ctrl_c
 from tl_experiments.run_record import HP_METRICS, collect_metrics, flat_hparams, run_name
 from tl_experiments.strategies import Strategy, stage_lrs
+from tl_experiments.strategies.lora import adapters_for
 
 __all__ = ["run"]
 
@@ -49,8 +51,11 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
         cfg.model.get("drop_rate"),
         cfg.get("zero_head", True),
     )
+    lora = adapters_for(backbone, strategy)  # peft LoRA adapters, when the strategy has them
     module = TransferModule(backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing)
-    module.meta["weights"] = asdict(info)  # kept in every checkpoint
+    module.meta |= {"weights": asdict(info)} | ({"lora": lora} if lora else {})  # checkpoints
+    module.base_only = strategy.parameter_efficient and weights != "none"
+    module.base_only &= not module.unfreezes_later  # a fixed base (base_weights.py)
     speed = cfg.get("speed") or {}
     module.set_speed_options(
         bool(speed.get("channels_last")),
@@ -132,6 +137,7 @@ class _Parts:
     placement: Placement
     start: float  # perf_counter when training (and computing cached features) began
     started_at: float = field(default_factory=time.time)
+    peak_memory_mb: dict = field(default_factory=dict)  # set by _fit
 
 
 def _assemble(cfg: DictConfig, out: Path, placement: Placement) -> _Parts:
@@ -181,8 +187,9 @@ def _fit(cfg: DictConfig, out: Path, parts: _Parts) -> tuple[float, list[dict]]:
     if ckpt_path is None and cfg.get("skip_finished") and (out / "checkpoints/last.ckpt").is_file():
         print(f"Resuming the unfinished job in {out} from its last.ckpt.", flush=True)
         ckpt_path = "last"  # a re-run sweep continues a killed job instead of restarting it
-    with stopped_by_ctrl_c(parts.trainer, out, "during training"):
+    with stopped_by_ctrl_c(parts.trainer, out, "during training"), measure_peak_memory() as peak:
         parts.trainer.fit(parts.module, datamodule=parts.dm, ckpt_path=resume_path(ckpt_path, out))
+    parts.peak_memory_mb = peak  # the fit's, not the test's or the analysis'
     # A resumed run adds the fit time before its checkpoint, so resumed jobs compare fairly.
     train_seconds = time.perf_counter() - parts.start + parts.history.resumed_seconds
     return train_seconds, list(parts.history.rows)  # test() restores callback state
@@ -198,6 +205,7 @@ def _test_and_write(
     with stopped_by_ctrl_c(trainer, out, "during the test"):
         trainer.test(module, datamodule=parts.dm, ckpt_path=best, verbose=False)
     metrics = collect_metrics(cfg, trainer, module, parts.dm, fit_history, train_seconds)
+    metrics |= {"peak_memory_mb": parts.peak_memory_mb}
     results = module.test_results()  # on every rank: torchmetrics syncs across DDP ranks
     if not trainer.is_global_zero:  # DDP: rank 0 alone writes the run folder
         return metrics

@@ -19,6 +19,7 @@ from tl_experiments.analysis.imagenet import imagenet_agreement
 from tl_experiments.analysis.images import split_images
 from tl_experiments.analysis.photos import natural_photos
 from tl_experiments.analysis.shifts import SHIFTS, shift_accuracy
+from tl_experiments.analysis.wise_ft import log_curve, wise_ft_curve
 from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.errors import UserError
 from tl_experiments.models import create_backbone, get_stages
@@ -39,6 +40,8 @@ class AnalysisOptions:
     shift_max_images: int | None = 500  # test images per shifted set; None = all
     photos: int = 32  # natural photos for the ImageNet-head agreement; 0 = skip it
     photo_size: int = 224  # ImageNet's own resolution: the source task as it was trained
+    wise_ft: bool = True  # WiSE-FT interpolations after a fine-tuning run (wise_ft.py)
+    wise_ft_val_images: int | None = None  # validation images that pick alpha; None = all
 
 
 def analyze(
@@ -65,7 +68,7 @@ def analyze(
 
     Returns:
         The ``metrics.json`` fields ``drift``, ``cka``, ``imagenet_agreement``,
-        ``shift_acc`` (None when skipped) and ``analysis_seconds``.
+        ``shift_acc``, ``wise_ft`` (None when skipped) and ``analysis_seconds``.
     """
     if isinstance(options, Mapping):
         unknown = set(options) - set(AnalysisOptions.__dataclass_fields__)
@@ -86,6 +89,7 @@ def analyze(
         out["shift_acc"] = shift_accuracy(
             backbone, images, labels, data_cfg["mean"], data_cfg["std"], tuple(SHIFTS)
         )
+    out["wise_ft"] = _wise_ft(module, w0, dm, data_cfg, options, out["drift"])
     out["analysis_seconds"] = round(time.perf_counter() - start, 3)
     if trainer is not None:
         _log(trainer.loggers, out, trainer.global_step)
@@ -103,11 +107,22 @@ def _capped(
         ("max_images", trainer.limit_val_batches),
         ("shift_max_images", trainer.limit_test_batches),
         ("photos", trainer.limit_test_batches),
+        ("wise_ft_val_images", trainer.limit_val_batches),
     ):
         if isinstance(limit, int):  # a fraction (float) keeps the configured counts
             wanted = getattr(options, field)
             caps[field] = limit * batch_size if wanted is None else min(wanted, limit * batch_size)
     return replace(options, **caps)
+
+
+def _wise_ft(module, w0, dm, data_cfg, options: AnalysisOptions, drift: dict) -> dict | None:
+    """The WiSE-FT curve of a fine-tuning run: pretrained start, some backbone stage moved."""
+    if not (options.wise_ft and module.strategy.pretrained and any(drift.values())):
+        return None  # from scratch, or the backbone never trained (feature extraction)
+    val = split_images(dm, "val", options.wise_ft_val_images)
+    test = split_images(dm, "test", options.shift_max_images)
+    shifts = tuple(SHIFTS) if options.shifts else ()
+    return wise_ft_curve(module.backbone, w0, val, test, data_cfg, shifts)
 
 
 def _cka(
@@ -153,6 +168,8 @@ def _log(loggers, out: dict, step: int) -> None:
     for group, key in (("drift", "drift"), ("cka", "cka"), ("shift", "shift_acc")):
         for name, value in (out[key] or {}).items():
             scalars[f"{group}/{name}"] = value
+    if out.get("wise_ft") is not None:
+        log_curve(loggers, out["wise_ft"])
     if out["imagenet_agreement"] is not None:
         scalars["forgetting/imagenet_agreement"] = out["imagenet_agreement"]
     for logger in loggers:

@@ -71,7 +71,8 @@ def cache_blocker(
     if precision in ("16", "16-mixed"):  # Lightning's names for fp16 autocast + GradScaler
         return f"trainer.precision={precision} (fp16 needs a loss scaler at every step)"
     if any(s.trainable for s in stages[:-1]) or module.unfreezes_later:
-        return "stages below the head train"
+        kinds = "" if not strategy.parameter_efficient else f" ({'/'.join(strategy.kinds)} only)"
+        return f"stages below the head train{kinds}"
     if strategy.train_bn:
         return "train_bn updates frozen BatchNorm statistics"
     if module.l2sp is not None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +21,9 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from tl_experiments.atomic import write_atomic
+from tl_experiments.models.weights import weights_digest
 
 __all__ = ["FeatureCache", "cache_key", "extract_features", "weights_digest"]
-
-
-def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
-    """A short hash of a state dict (a module's exact weights)."""
-    h = hashlib.sha256()
-    for name, t in sorted(state.items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def cache_key(**parts) -> str:

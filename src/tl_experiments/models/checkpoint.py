@@ -15,8 +15,12 @@ from timm.data import create_transform
 
 from tl_experiments.errors import UserError
 from tl_experiments.models.backbone import create_backbone
+from tl_experiments.models.base_weights import KEY as BASE_KEY
+from tl_experiments.models.base_weights import fill_base
 from tl_experiments.models.module import TransferModule
+from tl_experiments.stages.stage import get_stages
 from tl_experiments.strategies import Strategy
+from tl_experiments.strategies.lora import add_lora, merge_lora
 
 __all__ = ["eval_transform", "load_checkpoint", "module_from_checkpoint"]
 
@@ -73,38 +77,51 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def module_from_checkpoint(ckpt: dict) -> TransferModule:
+def module_from_checkpoint(ckpt: dict, merge: bool = True) -> TransferModule:
     """The trained :class:`TransferModule` of a loaded checkpoint, in eval mode.
 
     The backbone is built with random weights (no hub download) and then receives the
-    checkpoint's state dict, so the architecture must match exactly.
+    checkpoint's state dict, so the architecture must match exactly. A parameter-efficient
+    checkpoint holds only what trained: its base is rebuilt from the run's weights source
+    and must have the digest it was trained over (:mod:`~tl_experiments.models.base_weights`).
+    LoRA adapters are added as in training, then merged into their layers unless
+    ``merge=False``: the model leaves with the plain architecture.
     """
     meta = ckpt["tl_experiments"]
     model_cfg = meta.get("config", {}).get("model", {})
     class_names = list(meta["class_names"])
+    base = meta.get(BASE_KEY)
+    source = (meta.get("weights") or {}) if base else {}
     backbone = create_backbone(
         meta["arch"],
         len(class_names),
-        "none",
+        source.get("source", "none"),
+        source.get("file"),
         drop_rate=model_cfg.get("drop_rate"),
         zero_head=False,
     )
+    if meta.get("lora"):
+        add_lora(backbone, **meta["lora"])
     # Only the name matters outside training; rebuilding the full strategy from the stored
     # config would tie old checkpoints to today's strategy keys.
     strategy = Strategy(name=str(meta.get("strategy", "unknown")), pretrained=False)
     module = TransferModule(backbone, strategy, class_names)
+    # Only the network: training-only state (L2-SP's w0 buffers) is not needed here.
+    prefix = "backbone."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    if base:
+        state = fill_base(state, module.backbone.state_dict(), base)
     try:
-        # Only the network: training-only state (L2-SP's w0 buffers) is not needed here.
-        prefix = "backbone."
-        module.backbone.load_state_dict(
-            {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-        )
+        module.backbone.load_state_dict(state)
     except RuntimeError as e:
         raise UserError(
             f"The checkpoint's weights do not fit '{meta['arch']}' "
             f"({str(e).splitlines()[0][:120]}); pass an unmodified checkpoint "
             "written by train.py."
         ) from None
+    if merge and meta.get("lora"):
+        merge_lora(module.backbone)
+        module.stages = get_stages(module.backbone)  # the merged layers' parameters
     module.meta = {k: v for k, v in meta.items() if k not in ("class_names", "strategy")}
     return module.eval()
 

@@ -17,6 +17,8 @@ from torchmetrics.classification import (
 )
 
 from tl_experiments.errors import UserError
+from tl_experiments.models.base_weights import KEY as BASE_KEY
+from tl_experiments.models.base_weights import fill_base, strip_base
 from tl_experiments.stages.stage import batch_norms, get_stages
 from tl_experiments.strategies import L2SP, Strategy, apply_trainable, param_groups
 from tl_experiments.strategies.unfreeze import StageSchedule
@@ -52,7 +54,7 @@ class TransferModule(pl.LightningModule):
         self.scheduler_name = scheduler
         self.label_smoothing = label_smoothing
         self.stages = get_stages(backbone)
-        apply_trainable(self.stages, strategy.trainable)
+        apply_trainable(self.stages, strategy.trainable, strategy.kinds)
         # w0 = the weights the backbone starts from (pretrained), as buffers.
         self.l2sp = L2SP(self.stages, strategy.l2sp_alpha) if strategy.uses_l2sp else None
         n = len(self.class_names)
@@ -72,6 +74,7 @@ class TransferModule(pl.LightningModule):
         self.channels_last = False  # see set_speed_options
         self.fused_optimizer = False
         self._training_before_eval = True  # see on_validation_model_eval
+        self.base_only = False  # checkpoints leave out the frozen base (base_weights.py)
         # A schedule that changes the trainable stages later in the run.
         self.unfreezes_later = bool(
             strategy.phases or strategy.unfreeze_every_n_epochs or strategy.unfreeze_milestones
@@ -99,8 +102,13 @@ class TransferModule(pl.LightningModule):
             "strategy": self.strategy.name,
             **self.meta,
         }
+        if self.base_only:  # parameter-efficient: what trained plus the base's digest
+            strip_base(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        base = checkpoint.get("tl_experiments", {}).get(BASE_KEY)
+        if base is not None:
+            checkpoint["state_dict"] = fill_base(checkpoint["state_dict"], self.state_dict(), base)
         if checkpoint.get("tl_experiments", {}).get("frozen_backbone") is not None:
             raise UserError(
                 "This checkpoint holds only the head of a feature-cached run, and this run "

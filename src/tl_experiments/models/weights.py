@@ -8,8 +8,10 @@ timm's ``tf_efficientnet_lite0`` (296 tensors, same shapes and key suffixes).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -17,7 +19,13 @@ import torch
 from tl_experiments.atomic import write_atomic
 from tl_experiments.errors import UserError
 
-__all__ = ["WEIGHT_SOURCES", "load_weights_file", "packaged_state_dict", "save_atomic"]
+__all__ = [
+    "WEIGHT_SOURCES",
+    "load_weights_file",
+    "packaged_state_dict",
+    "save_atomic",
+    "weights_digest",
+]
 
 WEIGHT_SOURCES = ("hub", "file", "packaged", "none")
 
@@ -135,3 +143,12 @@ def _convert_by_position(source: dict[str, torch.Tensor], arch: str) -> dict[str
             )
         out[dst_key] = value
     return out
+
+
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """A short hash of a state dict (a module's exact weights)."""
+    h = hashlib.sha256()
+    for name, t in sorted(state.items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

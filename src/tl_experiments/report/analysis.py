@@ -12,10 +12,10 @@ import math
 from tl_experiments.report.collect import GROUP_KEYS, Run
 from tl_experiments.report.table import mean_ci95
 
-__all__ = ["render_analysis"]
+__all__ = ["group_runs", "render_analysis"]
 
 
-def _groups(runs: list[Run]) -> dict[str, list[dict]]:
+def group_runs(runs: list[Run]) -> dict[str, list[dict]]:
     """Finished runs by group label: the strategy, plus the other group keys that vary."""
     ok = [r.metrics for r in runs if r.ok]
     varying = [k for k in GROUP_KEYS if k != "strategy" and len({str(m.get(k)) for m in ok}) > 1]
@@ -79,7 +79,7 @@ def _shifts(groups: dict[str, list[dict]]) -> str:
 
 def render_analysis(runs: list[Run]) -> str:
     """The analysis section of report.md, or '' when no run has analysis fields."""
-    groups = _groups(runs)
+    groups = group_runs(runs)
     drift = _per_stage(groups, "drift", extra="imagenet_agreement")
     cka = _per_stage(groups, "cka")
     shifts = _shifts(groups)

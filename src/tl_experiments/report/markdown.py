@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from math import nan
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ from tl_experiments.report.collect import GROUP_KEYS, Run
 from tl_experiments.report.paired import BEST, TIED
 from tl_experiments.report.table import LOW_GAP, MODERATE_GAP, varying_keys
 from tl_experiments.report.unfreezing import render_unfreezing
+from tl_experiments.report.wise_ft import render_wise_ft
 
 __all__ = [
     "format_count",
@@ -85,7 +87,11 @@ def render_table(summary: pd.DataFrame) -> str:
     paired = "verdict" in summary
     header = ["Approach", *(_KEY_TITLES[k] for k in keys)]
     header += ["Setting"] if settings else []
-    header += ["Trainable params", "Train time (s)", "Val acc (%)", "Test acc (%)"]
+    # Cost columns where runs recorded them (metrics.json of older runs lacks them).
+    costs = "checkpoint_bytes" in summary and summary["checkpoint_bytes"].notna().any()
+    header += ["Trainable params", "Train time (s)"]
+    header += ["s/epoch", "ms/step", "Ckpt (MB)", "Peak mem (MB)"] if costs else []
+    header += ["Val acc (%)", "Test acc (%)"]
     header += ["Test vs best (pts, paired)", "Verdict"] if paired else []
     header += ["Train-val gap (pts)", "Overfitting", "Seeds"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -95,6 +101,9 @@ def render_table(summary: pd.DataFrame) -> str:
         cells += [
             format_count(g["trainable_params"]),
             format_time_ci(*(g[f"train_seconds_{k}"] for k in ("mean", "low", "high"))),
+        ]
+        cells += _cost_cells(g) if costs else []
+        cells += [
             format_mean_ci(g["best_val_acc_mean"], g["best_val_acc_ci95"], scale=100),
             format_mean_ci(g["test_acc_mean"], g["test_acc_ci95"], scale=100),
         ]
@@ -108,6 +117,20 @@ def render_table(summary: pd.DataFrame) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _cost_cells(g: pd.Series) -> list[str]:
+    """Seconds per epoch, milliseconds per step, checkpoint MB, peak memory MB."""
+    return [
+        format_time_ci(*(g.get(f"epoch_seconds_{k}", nan) for k in ("mean", "low", "high"))),
+        _num(g.get("step_seconds", nan), 1000, 0),
+        _num(g.get("checkpoint_bytes", nan), 2**-20, 2),
+        _num(g.get("peak_memory_mb", nan), 1, 0),
+    ]
+
+
+def _num(value: float, scale: float, digits: int) -> str:
+    return "?" if value is None or math.isnan(value) else f"{value * scale:.{digits}f}"
 
 
 def render_selection(comparison: pd.DataFrame) -> str:
@@ -175,6 +198,13 @@ def _render_best(comparison: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def render_failed(runs: list[Run], root: Path) -> str:
     """A table of failed runs: folder, overrides, error type and message."""
     failed = [r for r in runs if not r.ok]
@@ -206,6 +236,9 @@ def render_report(
     run, the advisor's pick checked (when the sweep folder holds an ``advice.json``),
     failed runs, plots."""
     n_ok = sum(r.ok for r in runs)
+    # The analysis sections show the selected settings' runs (all runs of a fixed recipe).
+    shown = set(frame["run"]) if "run" in frame else set()
+    selected = [r for r in runs if r.ok and _relative(r.path, root) in shown]
     empty = comparison.empty
     tuned = not empty and (comparison["n_settings"] > 1).any()
     parts = [
@@ -218,7 +251,8 @@ def render_report(
         "" if empty else _render_reading(comparison),
         *(["## Every setting tried", render_table(summary)] if tuned else []),
         render_unfreezing(frame),
-        render_analysis(runs),  # empty when no run measured drift or shifts
+        render_analysis(selected),  # empty when no run measured drift or shifts
+        render_wise_ft(selected),  # empty when no run has a WiSE-FT curve
         "## Best run",
         "No run finished, so there is no best run." if empty else _render_best(comparison),
         *(

@@ -29,10 +29,12 @@ LOW_GAP = 0.05
 MODERATE_GAP = 0.15
 
 # Metrics reported as mean and 95% interval over seeds. Times are positive and their spread
-# is multiplicative (a job alone on the machine gets twice the threads), so train_seconds is
+# is multiplicative (a job alone on the machine gets twice the threads), so times are
 # summarised on the log scale instead (``geo_mean_ci95``): an interval that never goes below 0.
 _CI_METRICS = ("best_val_acc", "test_acc")
-_TIME_METRICS = ("train_seconds",)
+_TIME_METRICS = ("train_seconds", "epoch_seconds")
+# What a strategy costs besides time, mean over seeds (NaN for runs that predate them).
+_COST_METRICS = ("checkpoint_bytes", "step_seconds", "peak_memory_mb")
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
@@ -82,6 +84,8 @@ def _summarize_group(runs: pd.DataFrame) -> dict[str, float | int | str]:
         centre, low, high = geo_mean_ci95(runs[metric].tolist())
         row[f"{metric}_mean"], row[f"{metric}_low"], row[f"{metric}_high"] = centre, low, high
     row["train_val_gap_mean"] = mean_ci95(runs["train_val_gap"].tolist())[0]
+    for metric in _COST_METRICS:
+        row[metric] = float(runs[metric].mean())
     row["overfitting"] = overfitting_label(row["train_val_gap_mean"])
     # Training images per class actually used; also defined when samples_per_class is
     # null (all images), so data-efficiency plots can place that group on the x axis.
@@ -198,11 +202,20 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
 def _numeric_metrics(frame: pd.DataFrame) -> pd.DataFrame:
     # Older or partial metrics.json files may lack a field or hold null: read as NaN.
     frame = frame.copy()
+    if "peak_memory_mb" in frame:  # the GPU's peak where a GPU ran, else the process's
+        frame["peak_memory_mb"] = [_peak(v) for v in frame["peak_memory_mb"]]
     numeric = ("trainable_params", "train_val_gap", "train_size", "num_classes")
-    for column in (*numeric, *_CI_METRICS, *_TIME_METRICS):
+    for column in (*numeric, *_CI_METRICS, *_TIME_METRICS, *_COST_METRICS):
         values = frame.get(column, math.nan)
         frame[column] = pd.to_numeric(values, errors="coerce")
     return frame
+
+
+def _peak(value) -> float:
+    if not isinstance(value, dict):
+        return math.nan
+    found = value.get("gpu") if value.get("gpu") is not None else value.get("cpu_rss")
+    return math.nan if found is None else float(found)
 
 
 def varying_keys(summary: pd.DataFrame) -> list[str]:

@@ -25,6 +25,7 @@ from tl_experiments.stages.groups import (
     named_tensors,
     owned_modules,
 )
+from tl_experiments.stages.kinds import param_kinds
 
 __all__ = [
     "Stage",
@@ -49,10 +50,16 @@ class Stage:
     modules: list[nn.Module] = field(repr=False)  # the submodules this stage owns
     module_names: list[str] = field(default_factory=list)  # their paths in the model
     tensor_paths: list[str] = field(default_factory=list, repr=False)  # those holding tensors
+    kinds: list[frozenset[str]] = field(default_factory=list, repr=False)  # per param
 
     @property
     def num_params(self) -> int:
         return sum(p.numel() for p in self.params)
+
+    @property
+    def num_trainable(self) -> int:
+        """Parameters that train now (all, or only some kinds: BitFit, LoRA...)."""
+        return sum(p.numel() for p in self.params if p.requires_grad)
 
     @property
     def trainable(self) -> bool:
@@ -83,11 +90,13 @@ def get_stages(model: nn.Module) -> list[Stage]:
     owner = _tensor_owner(model, {n: i for i, g in enumerate(groups) for n in g})
     paths = owned_modules(model, owner)
     holding = {p for p, _ in named_tensors(model)}
+    kinds = param_kinds(model)
     stages = []
     for i, (name, group) in enumerate(zip(names, groups, strict=True)):
         own = paths.get(i, [])
         tensor_paths = [p for p in own if any(h == p or h.startswith(p + ".") for h in holding)]
         stage = Stage(name, i, group, [named[n] for n in group], [], own, tensor_paths)
+        stage.kinds = [kinds.get(n, frozenset()) for n in group]
         stage.modules = [model.get_submodule(p) for p in own]
         stages.append(stage)
     return stages
@@ -207,7 +216,7 @@ def stage_summary(
     """The lesson's model summary, measured: one row per stage, totals, trainable share;
     with ``lrs`` each stage's learning rate, with ``weights`` where they came from."""
     total = sum(s.num_params for s in stages)
-    trainable = sum(s.num_params for s in stages if s.trainable)
+    trainable = sum(s.num_trainable for s in stages)
     width = max(len(s.prefixes) for s in stages)
     width = min(max(width, 7), 40)
     lines = [f"Model: {title}"]
@@ -215,12 +224,16 @@ def stage_summary(
     lines += [
         f"Total parameters: {total:,}",
         "",
-        f"  {'stage':8s} {'modules':{width}s} {'params':>12s}  status" + ("     lr" if lrs else ""),
+        f"  {'stage':8s} {'modules':{width}s} {'params':>12s}  status    {'trainable':>10s}"
+        + ("     lr" if lrs else ""),
     ]
     for i, s in enumerate(stages):
         status = "trainable" if s.trainable else "frozen   "
         lr = f"  {lrs[i]:.2g}" if lrs else ""
-        row = f"  {s.name:8s} {s.prefixes[:width]:{width}s} {s.num_params:>12,}  {status}{lr}"
+        row = (
+            f"  {s.name:8s} {s.prefixes[:width]:{width}s} {s.num_params:>12,}  {status} "
+            f"{s.num_trainable:>10,}{lr}"
+        )
         lines.append(row.rstrip())
     share = 100.0 * trainable / max(total, 1)
     lines += ["", f"Trainable parameters: {trainable:,} of {total:,} ({share:.1f}%)"]

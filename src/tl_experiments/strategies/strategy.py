@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from tl_experiments.errors import UserError, require_number
+from tl_experiments.stages.kinds import PARAM_KINDS
 from tl_experiments.stages.stage import Stage, select_stages
 
 __all__ = ["BN_POLICIES", "Strategy", "apply_trainable", "param_groups", "stage_lrs"]
@@ -53,6 +54,17 @@ class Strategy:
             step moves every trainable backbone weight toward its starting (pretrained)
             value ``w0`` by ``lr * l2sp_alpha * (w - w0)``, in place of weight decay on the
             backbone (the head keeps ``weight_decay``: the paper's beta); 0 = off.
+        param_kinds: which parameters train inside the trainable stages below the head:
+            ``all``, or one or more of ``bias`` (BitFit), ``norm`` (normalisation affine
+            parameters), ``lora`` (the adapters of ``lora_rank``). The head (the new
+            classifier) always trains whole. See :func:`apply_trainable`.
+        lora_rank: LoRA (Hu et al. 2022, through Hugging Face peft): the rank r of the
+            adapters added to the modules ``lora_targets`` names; 0 = no adapters.
+        lora_alpha: LoRA's scale numerator: the update is ``(alpha / r) * B A``.
+        lora_dropout: dropout on the adapters' input.
+        lora_targets: a regular expression that must match a module's whole name
+            (``blocks.1.0.conv_pw``); of those, the linear layers and ungrouped
+            convolutions outside the head get adapters (:mod:`tl_experiments.strategies.lora`).
     """
 
     name: str
@@ -69,6 +81,11 @@ class Strategy:
     unfreeze_milestones: tuple[int | float, ...] = ()
     unfreeze_warmup_epochs: int = 0
     l2sp_alpha: float = 0.0
+    param_kinds: str | tuple[str, ...] = "all"
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: str = ""
 
     def __post_init__(self) -> None:
         for key in ("lr", "backbone_lr_scale", "lr_decay", "weight_decay", "l2sp_alpha"):
@@ -88,12 +105,44 @@ class Strategy:
                 f"strategy.trainable_bn={self.trainable_bn!r} is not one of "
                 f"{', '.join(BN_POLICIES)}; pick one of them."
             )
+        self._check_kinds()
         gradual = self.unfreeze_every_n_epochs is not None or bool(self.unfreeze_milestones)
         if gradual and self.phases:
             raise UserError(
                 "strategy.phases and strategy.unfreeze_* both set; describe the "
                 "schedule with one of them (unfreeze_* generates the phases)."
             )
+
+    def _check_kinds(self) -> None:
+        kinds = self.kinds
+        bad = [k for k in kinds if k not in PARAM_KINDS] or (len(kinds) > 1 and "all" in kinds)
+        if bad or not kinds:
+            raise UserError(
+                f"strategy.param_kinds={self.param_kinds!r} is not 'all' or a list of "
+                f"{', '.join(PARAM_KINDS[1:])}; e.g. strategy.param_kinds=[bias,norm]."
+            )
+        if isinstance(self.lora_rank, bool) or not isinstance(self.lora_rank, int):
+            raise UserError(f"strategy.lora_rank={self.lora_rank!r} must be an integer.")
+        if self.lora_rank < 0 or ("lora" in kinds) != (self.lora_rank > 0):
+            raise UserError(
+                f"strategy.lora_rank={self.lora_rank} with param_kinds={list(kinds)}: LoRA "
+                "needs both a rank above 0 and 'lora' in strategy.param_kinds (or neither)."
+            )
+        if self.lora_rank and not self.lora_targets:
+            raise UserError("strategy.lora_targets is empty; give a regex over module names.")
+        if not 0 <= self.lora_dropout < 1:
+            raise UserError(f"strategy.lora_dropout={self.lora_dropout} must be in [0, 1).")
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """``param_kinds`` as a tuple (``("all",)`` for every parameter)."""
+        k = self.param_kinds
+        return (k,) if isinstance(k, str) else tuple(k)
+
+    @property
+    def parameter_efficient(self) -> bool:
+        """Only some kinds of parameters train below the head (BitFit, norm tuning, LoRA)."""
+        return self.kinds != ("all",)
 
     @property
     def uses_l2sp(self) -> bool:
@@ -115,6 +164,8 @@ class Strategy:
         # Tuples, so that the (frozen) strategy holds no mutable lists.
         cfg["phases"] = tuple(_phase(p) for p in cfg.get("phases") or ())
         cfg["unfreeze_milestones"] = tuple(cfg.get("unfreeze_milestones") or ())
+        if not isinstance(cfg.get("param_kinds", "all"), str):
+            cfg["param_kinds"] = tuple(cfg["param_kinds"])
         return cls(**cfg)
 
 
@@ -141,13 +192,26 @@ def stage_lrs(strategy: Strategy, n_stages: int) -> list[float]:
     return lrs
 
 
-def apply_trainable(stages: Sequence[Stage], spec: str | Sequence[int | str]) -> list[Stage]:
-    """Set ``requires_grad`` so that exactly the stages in ``spec`` train; return them."""
+def apply_trainable(
+    stages: Sequence[Stage],
+    spec: str | Sequence[int | str],
+    kinds: Sequence[str] = ("all",),
+) -> list[Stage]:
+    """Set ``requires_grad`` of every parameter; return the stages in ``spec``.
+
+    The one place that decides what trains: a parameter trains when its stage is in
+    ``spec`` and, below the head, when it is of one of ``kinds`` (``all``, or ``bias``,
+    ``norm``, ``lora``: :mod:`tl_experiments.stages.kinds`). The head, a new
+    classifier, always trains whole when chosen: a bias alone could learn only class priors.
+    """
     chosen = select_stages(stages, spec)
     chosen_ids = {s.index for s in chosen}
+    every = "all" in kinds
+    head = stages[-1].index
     for s in stages:
-        for p in s.params:
-            p.requires_grad_(s.index in chosen_ids)
+        on = s.index in chosen_ids
+        for p, own in zip(s.params, s.kinds or [frozenset()] * len(s.params), strict=True):
+            p.requires_grad_(on and (every or s.index == head or bool(own & set(kinds))))
     return chosen
 
 

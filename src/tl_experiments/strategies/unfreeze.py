@@ -21,7 +21,7 @@ from torch.optim import Optimizer
 from tl_experiments.errors import UserError
 from tl_experiments.loggers import log_text
 from tl_experiments.stages.stage import batch_norms
-from tl_experiments.strategies import Strategy
+from tl_experiments.strategies import Strategy, apply_trainable
 from tl_experiments.strategies.schedule import (
     Phase,
     build_phases,
@@ -134,9 +134,7 @@ class StageSchedule(BaseFinetuning):
     ) -> frozenset[int]:
         """Set requires_grad, train/eval modes and the lr scales of ``epoch``'s phase."""
         phase = phase_at(self.phases, epoch)
-        for s in pl_module.stages:
-            for p in s.params:
-                p.requires_grad_(s.index in phase.trainable)
+        apply_trainable(pl_module.stages, sorted(phase.trainable), self.strategy.kinds)
         pl_module.train()  # frozen stages to eval mode (BatchNorm), unless train_bn
         scales = stage_scales(
             self.phases, epoch, len(pl_module.stages), self.strategy.unfreeze_warmup_epochs
