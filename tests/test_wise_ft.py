@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from tl_experiments.stages.stage import get_stages
 
 from tl_experiments.analysis.drift import snapshot_weights
 from tl_experiments.analysis.wise_ft import ALPHAS, interpolate, plain_ends, wise_ft_curve
+from tl_experiments.stages.stage import get_stages
 from tl_experiments.strategies.lora import add_lora
 from tl_experiments.train import run
 

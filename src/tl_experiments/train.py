@@ -30,7 +30,7 @@ from tl_experiments.outputs import write_json_atomic, write_test_files
 from tl_experiments.peak_memory import measure_peak_memory
 from tl_experiments.resume import resume_path, stopped_by_ctrl_c
 from tl_experiments.run_record import HP_METRICS, collect_metrics, flat_hparams, run_name
-from tl_experiments.strategies import Strategy, stage_lrs
+from tl_experiments.strategies import Strategy
 from tl_experiments.strategies.lora import adapters_for
 
 __all__ = ["run"]
@@ -52,10 +52,13 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
         cfg.get("zero_head", True),
     )
     lora = adapters_for(backbone, strategy)  # peft LoRA adapters, when the strategy has them
-    module = TransferModule(backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing)
+    epochs = cfg.trainer.get("max_epochs")  # the plan of what trains when, compiled once
+    module = TransferModule(
+        backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing, epochs
+    )
     module.meta |= {"weights": asdict(info)} | ({"lora": lora} if lora else {})  # checkpoints
     module.base_only = strategy.parameter_efficient and weights != "none"
-    module.base_only &= not module.unfreezes_later  # a fixed base (base_weights.py)
+    module.base_only &= not module.plan.scheduled  # a fixed base (base_weights.py)
     speed = cfg.get("speed") or {}
     module.set_speed_options(
         bool(speed.get("channels_last")),
@@ -93,7 +96,7 @@ def create_trainer(
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience = args.pop("early_stopping_patience", None)
     if patience is not None:  # a run that stopped learning ends (callbacks/early_stop.py)
-        stopper, min_epochs = early_stopping(patience, module, args.get("max_epochs", 1))
+        stopper, min_epochs = early_stopping(patience, module.plan)
         callbacks.append(stopper)
         args["min_epochs"] = max(args.get("min_epochs") or 0, min_epochs)
     if args.get("enable_progress_bar", True):
@@ -172,7 +175,7 @@ def _write_summary(cfg: DictConfig, module: TransferModule, out: Path) -> str:
     summary = stage_summary(
         module.stages,
         f"{cfg.model.name} ({cfg.model.arch}), strategy {cfg.strategy.name}",
-        stage_lrs(module.strategy, len(module.stages)),
+        list(module.plan.lrs),
         WeightsInfo(**module.meta["weights"]).describe(),
     )
     print(summary, flush=True)

@@ -6,19 +6,17 @@ saves on the main comparison and how far each strategy's accuracy moves.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pytorch_lightning.callbacks import EarlyStopping
 
 from tl_experiments.errors import UserError
-from tl_experiments.strategies.schedule import build_phases
+from tl_experiments.strategies import StrategyPlan
 
 __all__ = ["early_stopping"]
 
 
-def early_stopping(patience: int, module: Any, max_epochs: int) -> tuple[EarlyStopping, int]:
+def early_stopping(patience: int, plan: StrategyPlan) -> tuple[EarlyStopping, int]:
     """EarlyStopping on ``val/acc`` and the ``min_epochs`` the trainer must keep, for a
-    TransferModule (its ``strategy`` and ``stages``).
+    fit of the module whose strategy plan (compiled for the fit's epochs) is ``plan``.
 
     A schedule that unfreezes stages late (gradual unfreezing, LP-FT) must not be stopped
     before its last phase has had ``patience`` epochs of its own: Lightning lets no signal
@@ -27,7 +25,5 @@ def early_stopping(patience: int, module: Any, max_epochs: int) -> tuple[EarlySt
     """
     if patience < 1:
         raise UserError(f"trainer.early_stopping_patience={patience} must be >= 1 (or null).")
-    phases = build_phases(module.strategy, module.stages, max_epochs)
-    last_start = max(p.start for p in phases)
     stopper = EarlyStopping(monitor="val/acc", mode="max", patience=patience)
-    return stopper, min(max_epochs, last_start + patience + 1)
+    return stopper, min(plan.max_epochs, plan.last_start + patience + 1)

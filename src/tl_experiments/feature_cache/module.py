@@ -55,6 +55,7 @@ class CachedHeadModule(TransferModule):
             module.class_names,
             module.scheduler_name,
             module.label_smoothing,
+            module.plan.max_epochs,
             batch_size=batch_size,
             frozen_digest=frozen_digest,
         )

@@ -20,7 +20,7 @@ from tl_experiments.errors import UserError
 from tl_experiments.models.base_weights import KEY as BASE_KEY
 from tl_experiments.models.base_weights import fill_base, strip_base
 from tl_experiments.stages.stage import batch_norms, get_stages
-from tl_experiments.strategies import L2SP, Strategy, apply_trainable, param_groups
+from tl_experiments.strategies import L2SP, Strategy, compile_plan, param_groups, set_trainable
 from tl_experiments.strategies.unfreeze import StageSchedule
 
 __all__ = ["TransferModule", "SCHEDULERS"]
@@ -37,6 +37,8 @@ class TransferModule(pl.LightningModule):
         class_names: label names, index = class id (kept in the checkpoint).
         scheduler: ``cosine`` (per step, to 0), ``onecycle`` or ``constant``.
         label_smoothing: cross-entropy label smoothing.
+        max_epochs: the fit's length, to compile the strategy's plan (``self.plan``) once;
+            None outside a fit (the schedule callback compiles it when a fit starts).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class TransferModule(pl.LightningModule):
         class_names: Sequence[str],
         scheduler: str = "cosine",
         label_smoothing: float = 0.0,
+        max_epochs: int | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -54,7 +57,8 @@ class TransferModule(pl.LightningModule):
         self.scheduler_name = scheduler
         self.label_smoothing = label_smoothing
         self.stages = get_stages(backbone)
-        apply_trainable(self.stages, strategy.trainable, strategy.kinds)
+        self.plan = compile_plan(strategy, self.stages, max_epochs)
+        set_trainable(self.stages, self.plan.trainable_at(0), strategy.kinds)
         # w0 = the weights the backbone starts from (pretrained), as buffers.
         self.l2sp = L2SP(self.stages, strategy.l2sp_alpha) if strategy.uses_l2sp else None
         n = len(self.class_names)
@@ -75,10 +79,6 @@ class TransferModule(pl.LightningModule):
         self.fused_optimizer = False
         self._training_before_eval = True  # see on_validation_model_eval
         self.base_only = False  # checkpoints leave out the frozen base (base_weights.py)
-        # A schedule that changes the trainable stages later in the run.
-        self.unfreezes_later = bool(
-            strategy.phases or strategy.unfreeze_every_n_epochs or strategy.unfreeze_milestones
-        )
 
     def set_speed_options(
         self, channels_last: bool = False, compile: bool = False, fused_optimizer: bool = False

@@ -12,9 +12,9 @@ from dataclasses import dataclass, fields
 
 from tl_experiments.errors import UserError, require_number
 from tl_experiments.stages.kinds import PARAM_KINDS
-from tl_experiments.stages.stage import Stage, select_stages
+from tl_experiments.stages.stage import Stage
 
-__all__ = ["BN_POLICIES", "Strategy", "apply_trainable", "param_groups", "stage_lrs"]
+__all__ = ["BN_POLICIES", "Strategy", "param_groups", "stage_lrs"]
 
 # BatchNorm of the stages that train: ``train`` normalises with batch statistics and
 # updates the running averages (torch's default); ``frozen`` keeps the pretrained
@@ -57,7 +57,7 @@ class Strategy:
         param_kinds: which parameters train inside the trainable stages below the head:
             ``all``, or one or more of ``bias`` (BitFit), ``norm`` (normalisation affine
             parameters), ``lora`` (the adapters of ``lora_rank``). The head (the new
-            classifier) always trains whole. See :func:`apply_trainable`.
+            classifier) always trains whole (``strategies/plan.py``, ``set_trainable``).
         lora_rank: LoRA (Hu et al. 2022, through Hugging Face peft): the rank r of the
             adapters added to the modules ``lora_targets`` names; 0 = no adapters.
         lora_alpha: LoRA's scale numerator: the update is ``(alpha / r) * B A``.
@@ -190,29 +190,6 @@ def stage_lrs(strategy: Strategy, n_stages: int) -> list[float]:
         scale = 1.0 if depth == 0 else strategy.backbone_lr_scale * strategy.lr_decay ** (depth - 1)
         lrs.append(strategy.lr * scale)
     return lrs
-
-
-def apply_trainable(
-    stages: Sequence[Stage],
-    spec: str | Sequence[int | str],
-    kinds: Sequence[str] = ("all",),
-) -> list[Stage]:
-    """Set ``requires_grad`` of every parameter; return the stages in ``spec``.
-
-    The one place that decides what trains: a parameter trains when its stage is in
-    ``spec`` and, below the head, when it is of one of ``kinds`` (``all``, or ``bias``,
-    ``norm``, ``lora``: :mod:`tl_experiments.stages.kinds`). The head, a new
-    classifier, always trains whole when chosen: a bias alone could learn only class priors.
-    """
-    chosen = select_stages(stages, spec)
-    chosen_ids = {s.index for s in chosen}
-    every = "all" in kinds
-    head = stages[-1].index
-    for s in stages:
-        on = s.index in chosen_ids
-        for p, own in zip(s.params, s.kinds or [frozenset()] * len(s.params), strict=True):
-            p.requires_grad_(on and (every or s.index == head or bool(own & set(kinds))))
-    return chosen
 
 
 def param_groups(stages: Sequence[Stage], strategy: Strategy) -> list[dict]:

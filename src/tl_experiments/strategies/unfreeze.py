@@ -21,15 +21,14 @@ from torch.optim import Optimizer
 from tl_experiments.errors import UserError
 from tl_experiments.loggers import log_text
 from tl_experiments.stages.stage import batch_norms
-from tl_experiments.strategies import Strategy, apply_trainable
+from tl_experiments.strategies.plan import compile_plan, set_trainable
 from tl_experiments.strategies.schedule import (
     Phase,
-    build_phases,
-    ever_trained,
     phase_at,
     rescale_lrs,
     stage_scales,
 )
+from tl_experiments.strategies.strategy import Strategy
 
 __all__ = ["StageSchedule", "reestimate_bn"]
 
@@ -51,7 +50,10 @@ class StageSchedule(BaseFinetuning):
         self._trainable: frozenset[int] | None = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        self.phases = build_phases(self.strategy, pl_module.stages, trainer.max_epochs or 1)
+        plan, epochs = pl_module.plan, trainer.max_epochs or 1
+        if plan.max_epochs != epochs:  # a module built outside train.py's run
+            plan = pl_module.plan = compile_plan(self.strategy, pl_module.stages, epochs)
+        self.phases = list(plan.phases)
         if stage == "fit":  # test/validate keep the module as training left it
             super().setup(trainer, pl_module, stage)
 
@@ -59,10 +61,7 @@ class StageSchedule(BaseFinetuning):
         # Runs before DDP wraps the model, and DDP only ever synchronises parameters that
         # require grad when it wraps (Lightning issue 20340): so every stage that trains in
         # some phase requires grad now; finetune_function sets the exact phase per epoch.
-        ever = ever_trained(self.phases)
-        for s in pl_module.stages:
-            for p in s.params:
-                p.requires_grad_(s.index in ever)
+        set_trainable(pl_module.stages, pl_module.plan.ever_trained, self.strategy.kinds)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_fit_start(trainer, pl_module)
@@ -134,7 +133,7 @@ class StageSchedule(BaseFinetuning):
     ) -> frozenset[int]:
         """Set requires_grad, train/eval modes and the lr scales of ``epoch``'s phase."""
         phase = phase_at(self.phases, epoch)
-        apply_trainable(pl_module.stages, sorted(phase.trainable), self.strategy.kinds)
+        set_trainable(pl_module.stages, phase.trainable, self.strategy.kinds)
         pl_module.train()  # frozen stages to eval mode (BatchNorm), unless train_bn
         scales = stage_scales(
             self.phases, epoch, len(pl_module.stages), self.strategy.unfreeze_warmup_epochs
