@@ -27,7 +27,8 @@ from tl_experiments.stages.stage import get_stages, select_stages
 def plain_run(trainable: str, seed: int, lr: float, epochs: int = 8, size: int = 64) -> float:
     torch.manual_seed(seed)
     model = create_backbone("tf_efficientnet_lite0", 10, "packaged", zero_head=False)
-    dm, _ = create_datamodule(load_image_set("mnist_sample"), model, size, 50, seed=seed)
+    images = load_image_set("mnist_sample")
+    dm, _ = create_datamodule(images, model, size, samples_per_class=50, seed=seed)
     dm.setup("fit")
     dm.setup("test")
     chosen = {id(p) for s in select_stages(get_stages(model), trainable) for p in s.params}

@@ -45,7 +45,7 @@ from tl_experiments.advisor.rules import (
     size_class,
 )
 from tl_experiments.cli import guarded
-from tl_experiments.data import ImageDataModule, ImageDataset, create_datamodule, load_image_set
+from tl_experiments.data import ImageDataModule, ImageDataset, build_data, load_image_set
 from tl_experiments.errors import UserError
 from tl_experiments.models import create_backbone
 from tl_experiments.outputs import write_json_atomic
@@ -179,10 +179,8 @@ def _build(cfg: DictConfig) -> tuple[ImageDataModule, torch.nn.Module]:
         cfg.model.get("weights_file"),
         cfg.model.get("drop_rate"),
     )
-    data_kwargs = OmegaConf.to_container(cfg.data, resolve=True)
-    for key in ("name", "source", "source_args", "root"):  # as train.run does
-        data_kwargs.pop(key, None)
-    dm, _ = create_datamodule(image_set, backbone, cfg.model.img_size, seed=cfg.seed, **data_kwargs)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    dm, _ = build_data(data, backbone, cfg.model.img_size, cfg.seed, image_set)
     return dm, backbone
 
 

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 
-from tl_experiments.data import ImageDataModule, ImageSet, load_image_set, make_splits
+from tl_experiments.data import DataSpec, ImageDataModule, ImageSet, load_image_set, make_splits
 from tl_experiments.errors import UserError
 from tl_experiments.models.checkpoint import eval_transform, load_checkpoint, module_from_checkpoint
 from tl_experiments.outputs import write_json_atomic, write_test_files
@@ -61,15 +61,16 @@ def eval_images(
             )
         idx = np.arange(len(image_set))
     else:
-        draw = trained if own else data  # the run's own fractions and seed on its own data
+        # The run's own fractions and seed on its own data, with the same defaults.
+        draw = DataSpec.from_config(trained if own else data, strict=False)
         # Same arguments as training (samples_per_class only thins the train split).
         idx = make_splits(
             image_set.labels,
             image_set.splits,
-            draw.get("val_fraction", 0.1),
-            draw.get("test_fraction", 0.2),
+            draw.val_fraction,
+            draw.test_fraction,
             None,
-            draw.get("split_seed", 0),
+            draw.split_seed,
         )["test"]
     image_set = _relabel(image_set, class_names)
     images = replace(

@@ -39,9 +39,9 @@ def _skip_failing_nvml_probe() -> None:
     Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` (lightning_fabric/__init__.py) so
     that the check asks NVML instead of initialising CUDA. Without libnvidia-ml (no NVIDIA
     driver, e.g. a CPU machine) torch then tries to load it on every call, fails, and falls
-    back to the CUDA runtime's count anyway: about 0.2 ms a call, never cached, and AdamW
-    makes that call at every step (5% of a cached feature-extraction run). Without the
-    library the flag changes no answer, so it is dropped.
+    back to the CUDA runtime's count anyway, never cached, and AdamW makes that call at
+    every step (its cost: docs/speed.md). Without the library the flag changes no answer,
+    so it is dropped.
     """
     if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") != "1" or torch.version.hip:
         return  # ROCm builds count AMD GPUs without NVML: the flag keeps forks safe there

@@ -13,9 +13,9 @@ class RunLogger(TensorBoardLogger):
     """``TensorBoardLogger`` whose ``save()`` (a flush of the event file, and a check for
     ``hparams.yaml``) runs at most every ``flush_every`` seconds, and always at the end.
 
-    Lightning calls ``save()`` after every ``log_metrics``: several flushes an epoch, about
-    2 ms each. That is nothing beside an epoch of images, but a tenth of an epoch on cached
-    features (docs/speed.md); TensorBoard itself re-reads event files every few seconds.
+    Lightning calls ``save()`` after every ``log_metrics``: several flushes an epoch. That
+    is nothing beside an epoch of images, but a share of an epoch on cached features
+    (docs/speed.md); TensorBoard itself re-reads event files every few seconds.
     """
 
     def __init__(self, *args, flush_every: float = 1.0, **kwargs) -> None:

@@ -18,7 +18,7 @@ from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.callbacks import EpochHistory, early_stopping
 from tl_experiments.checkpoint_io import LocalFileCheckpointIO
 from tl_experiments.console import RunProgress, closing_summary, quiet_third_party
-from tl_experiments.data import create_datamodule, load_image_set
+from tl_experiments.data import build_data, load_image_set
 from tl_experiments.errors import UserError
 from tl_experiments.feature_cache import FeatureCache, cache_blocker, use_cached_features
 from tl_experiments.jobs import Placement, placed
@@ -36,7 +36,6 @@ from tl_experiments.strategies.lora import adapters_for
 __all__ = ["run"]
 
 log = logging.getLogger(__name__)
-_NOT_DATAMODULE_ARGS = ("name", "source", "source_args", "root")  # where images come from
 
 
 def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> TransferModule:
@@ -150,11 +149,8 @@ def _assemble(cfg: DictConfig, out: Path, placement: Placement) -> _Parts:
     image_set = load_image_set(cfg.data.source, cfg.data.get("source_args"))
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
     w0 = snapshot_weights(module.backbone)
-    data_kwargs = OmegaConf.to_container(cfg.data, resolve=True)
-    data_kwargs = {k: v for k, v in data_kwargs.items() if k not in _NOT_DATAMODULE_ARGS}
-    dm, data_cfg = create_datamodule(
-        image_set, module.backbone, cfg.model.img_size, seed=cfg.seed, **data_kwargs
-    )
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    dm, data_cfg = build_data(data, module.backbone, cfg.model.img_size, cfg.seed, image_set)
     config = OmegaConf.to_container(cfg, resolve=True)
     module.meta |= {"arch": cfg.model.arch, "data_config": data_cfg, "config": config}
     start = time.perf_counter()  # training time includes computing cached features

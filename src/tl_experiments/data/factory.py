@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 import torch.nn as nn
 
@@ -11,11 +12,59 @@ from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.data.sources import ImageSet, load_source
 from tl_experiments.data.split import make_splits
 from tl_experiments.data.transforms import build_transforms
-from tl_experiments.errors import require_number
+from tl_experiments.errors import UserError, require_number
 
-__all__ = ["create_datamodule", "load_image_set"]
+__all__ = ["WHERE_KEYS", "DataSpec", "build_data", "create_datamodule", "load_image_set"]
 
 log = logging.getLogger(__name__)
+
+
+# Keys of conf/data/ that say where the images come from; every other key is a DataSpec's.
+WHERE_KEYS = ("name", "source", "source_args", "root")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How a run draws and serves its images: every ``conf/data`` key but where they come
+    from (``WHERE_KEYS``). The one place these defaults live.
+
+    ``split_seed`` fixes validation and test; the run's ``seed`` draws the
+    ``samples_per_class`` training subset and the batch order.
+    """
+
+    samples_per_class: int | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+    augment: bool = False
+    crop_pct: float = 1.0
+    aug: Mapping | None = None
+    skip_bad_images: bool = False
+    refuse_duplicates: bool = False
+
+    @classmethod
+    def from_config(cls, data: Mapping, strict: bool = True) -> DataSpec:
+        """From a resolved ``conf/data`` mapping; an unknown key is a UserError (``strict``)
+        or left out (a checkpoint's config, written by another version)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - set(WHERE_KEYS))
+        if unknown and strict:
+            raise UserError(
+                f"data.{unknown[0]} is not a data setting; use one of {', '.join(sorted(known))}."
+            )
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def check(self, img_size: int) -> None:
+        """Every number is a number of the right kind (one sentence naming the key if not)."""
+        require_number("model.img_size", img_size, integer=True, positive=True)
+        require_number("data.batch_size", self.batch_size, integer=True, positive=True)
+        require_number("data.val_fraction", self.val_fraction)
+        require_number("data.test_fraction", self.test_fraction)
+        if self.samples_per_class is not None:
+            require_number("data.samples_per_class", self.samples_per_class, integer=True)
 
 
 def load_image_set(source: str, source_args: Mapping | None = None) -> ImageSet:
@@ -23,66 +72,68 @@ def load_image_set(source: str, source_args: Mapping | None = None) -> ImageSet:
     return load_source(source, **dict(source_args or {}))
 
 
+def build_data(
+    data: Mapping,
+    backbone: nn.Module,
+    img_size: int,
+    seed: int,
+    image_set: ImageSet | None = None,
+) -> tuple[ImageDataModule, dict]:
+    """A resolved ``conf/data`` mapping to a ready data module and timm's data config: the
+    one way train and advise turn a data config into loaders (``image_set``: already
+    loaded from ``data``, e.g. for its class names)."""
+    if image_set is None:
+        image_set = load_image_set(data["source"], data.get("source_args"))
+    return create_datamodule(image_set, backbone, img_size, DataSpec.from_config(data), seed)
+
+
 def create_datamodule(
     image_set: ImageSet,
     backbone: nn.Module,
     img_size: int,
-    samples_per_class: int | None = None,
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    split_seed: int = 0,
-    batch_size: int = 32,
-    eval_batch_size: int | None = None,
-    num_workers: int = 0,
-    augment: bool = False,
-    crop_pct: float = 1.0,
-    aug: Mapping | None = None,
+    spec: DataSpec | None = None,
     seed: int = 0,
-    skip_bad_images: bool = False,
-    refuse_duplicates: bool = False,
+    **settings,
 ) -> tuple[ImageDataModule, dict]:
     """Split ``image_set``, build transforms from ``backbone``'s pretrained config, and
     check every image of every split (it decodes; no image is in two splits).
 
-    ``split_seed`` fixes validation and test; ``seed`` (the run's) draws the
-    ``samples_per_class`` training subset and the batch order.
+    Args:
+        spec: how to draw and serve the images; or give its fields as ``settings``.
+        seed: the run's seed (the training subset and the batch order).
 
     Returns:
         The data module and the resolved timm data config (mean, std, input size...).
     """
-    require_number("model.img_size", img_size, integer=True, positive=True)
-    require_number("data.batch_size", batch_size, integer=True, positive=True)
-    require_number("data.val_fraction", val_fraction)
-    require_number("data.test_fraction", test_fraction)
-    if samples_per_class is not None:
-        require_number("data.samples_per_class", samples_per_class, integer=True)
+    spec = spec or DataSpec(**settings)
+    spec.check(img_size)
     splits = make_splits(
         image_set.labels,
         image_set.splits,
-        val_fraction,
-        test_fraction,
-        samples_per_class,
-        split_seed,
+        spec.val_fraction,
+        spec.test_fraction,
+        spec.samples_per_class,
+        spec.split_seed,
         draw_seed=seed,
     )
     train_tf, eval_tf, data_cfg = build_transforms(
-        backbone, img_size, augment, crop_pct, **dict(aug or {})
+        backbone, img_size, spec.augment, spec.crop_pct, **dict(spec.aug or {})
     )
     dm = ImageDataModule(
         image_set,
         splits,
         train_tf,
         eval_tf,
-        augment,
+        spec.augment,
         img_size,
-        batch_size=batch_size,
-        eval_batch_size=eval_batch_size,
-        num_workers=num_workers,
+        batch_size=spec.batch_size,
+        eval_batch_size=spec.eval_batch_size,
+        num_workers=spec.num_workers,
         seed=seed,
-        skip_bad_images=skip_bad_images,
+        skip_bad_images=spec.skip_bad_images,
     )
     _warn_missing_classes(image_set, dm.splits)
-    dm.check_images(refuse_duplicates)
+    dm.check_images(spec.refuse_duplicates)
     return dm, data_cfg
 
 

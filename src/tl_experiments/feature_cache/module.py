@@ -205,7 +205,7 @@ class CachedHeadModule(TransferModule):
         its cross-entropy loss set on the classifier, in closed form: d loss / d logits =
         (softmax(logits) - target) / batch size, with ``target`` from ``_soft_targets``.
         The same gradients as autograd's (tested), without its engine, which costs more per
-        step (about 0.1 ms) than this step's arithmetic. In the dtype autograd would use:
+        step than this step's arithmetic (docs/speed.md). In the dtype autograd would use:
         autocast's (bf16-mixed) or else the weights' own; the softmax in float32, as
         F.cross_entropy computes it under autocast."""
         w, b = head.weight, head.bias

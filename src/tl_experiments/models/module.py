@@ -147,7 +147,7 @@ class TransferModule(pl.LightningModule):
     def on_validation_model_train(self) -> None:
         # Back to the mode before validation, by train()'s policy. Lightning's default
         # writes back the flag it captured in each of the model's few hundred submodules,
-        # one nn.Module attribute write each: 1.4 ms an epoch, a tenth of a cached epoch.
+        # one attribute write each, a share of a cached epoch (docs/speed.md).
         self.train(self._training_before_eval)
 
     def on_train_epoch_start(self) -> None:

@@ -89,8 +89,8 @@ class StageSchedule(BaseFinetuning):
         # Lightning's BaseFinetuning._store maps every parameter to its name at each epoch
         # start, then uses the map only on the first call or when the epoch added param
         # groups. These schedules never add groups (one per stage from configure_optimizers;
-        # unfreezing rescales their lrs): skipping exactly the calls that would store nothing
-        # saves about a millisecond an epoch, a fifteenth of an epoch of cached features.
+        # unfreezing rescales their lrs): the calls that would store nothing are skipped, as
+        # they cost a share of an epoch of cached features (docs/speed.md).
         if opt_idx in self._internal_optimizer_metadata and num_param_groups == len(
             current_param_groups
         ):
@@ -171,7 +171,7 @@ class StageSchedule(BaseFinetuning):
         metrics = {f"trainable/{s.name}": float(s.index in trainable) for s in stages}
         metrics["train/trainable_stages"] = float(len(trainable))
         for logger in pl_module.loggers:  # straight to the loggers: self.log's bookkeeping
-            # costs about a millisecond a value, a lot for an epoch of cached features
+            # per value is a share of an epoch of cached features (docs/speed.md)
             logger.log_metrics(metrics, step=pl_module.global_step)
 
     def state_dict(self) -> dict:
