@@ -14,7 +14,7 @@ from timm.data import create_transform, resolve_data_config
 
 from tl_experiments.errors import UserError
 from tl_experiments.models import create_backbone
-from tl_experiments.models.backbone import create_backbone_and_weights
+from tl_experiments.models.backbone import ModelSpec, build_backbone
 from tl_experiments.models.weights import load_weights_file, packaged_state_dict
 
 SKLEARN_IMAGES = Path(__import__("sklearn.datasets").datasets.__file__).parent / "images"
@@ -93,7 +93,7 @@ def test_weights_saved_from_a_wrapper_load_every_backbone_tensor(
     source = timm.create_model("test_resnet", num_classes=7)
     path = tmp_path / "ddp.pth"
     torch.save({prefix + k: v for k, v in source.state_dict().items()}, path)
-    model, info = create_backbone_and_weights("test_resnet", 4, "file", str(path))
+    model, info = build_backbone(ModelSpec("test_resnet", "file", str(path)), 4)
     own = model.state_dict()
     assert all(torch.equal(own[k], v) for k, v in source.state_dict().items() if "fc" not in k)
     assert (info.source, info.loaded, info.total) == ("file", 90, 92)  # all but fc's 2

@@ -48,6 +48,7 @@ from tl_experiments.cli import guarded
 from tl_experiments.data import ImageDataModule, ImageDataset, build_data, load_image_set
 from tl_experiments.errors import UserError
 from tl_experiments.models import create_backbone
+from tl_experiments.models.backbone import ModelSpec, build_backbone
 from tl_experiments.outputs import write_json_atomic
 from tl_experiments.strategies import Strategy
 
@@ -172,13 +173,8 @@ def train_command(strategy: str, overrides: Sequence[str]) -> str:
 
 def _build(cfg: DictConfig) -> tuple[ImageDataModule, torch.nn.Module]:
     image_set = load_image_set(cfg.data.source, cfg.data.get("source_args"))
-    backbone = create_backbone(
-        cfg.model.arch,
-        len(image_set.class_names),
-        cfg.model.weights,
-        cfg.model.get("weights_file"),
-        cfg.model.get("drop_rate"),
-    )
+    spec = ModelSpec.from_config(cfg.model)
+    backbone, _ = build_backbone(spec, len(image_set.class_names))
     data = OmegaConf.to_container(cfg.data, resolve=True)
     dm, _ = build_data(data, backbone, cfg.model.img_size, cfg.seed, image_set)
     return dm, backbone

@@ -24,7 +24,7 @@ from tl_experiments.feature_cache import FeatureCache, cache_blocker, use_cached
 from tl_experiments.jobs import Placement, placed
 from tl_experiments.loggers import create_loggers, log_run_end, log_run_start
 from tl_experiments.models import stage_summary
-from tl_experiments.models.backbone import WeightsInfo, create_backbone_and_weights
+from tl_experiments.models.backbone import ModelSpec, WeightsInfo, build_backbone
 from tl_experiments.models.module import TransferModule
 from tl_experiments.outputs import write_json_atomic, write_test_files
 from tl_experiments.peak_memory import measure_peak_memory
@@ -41,14 +41,9 @@ log = logging.getLogger(__name__)
 def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> TransferModule:
     """Backbone with its starting weights, wrapped under the configured strategy."""
     strategy = Strategy.from_dict(OmegaConf.to_container(cfg.strategy, resolve=True))
-    weights = cfg.model.weights if strategy.pretrained else "none"
-    backbone, info = create_backbone_and_weights(
-        cfg.model.arch,
-        num_classes,
-        weights,
-        cfg.model.get("weights_file"),
-        cfg.model.get("drop_rate"),
-        cfg.get("zero_head", True),
+    spec = ModelSpec.from_config(cfg.model)
+    backbone, info = build_backbone(
+        spec, num_classes, strategy.pretrained, cfg.get("zero_head", True)
     )
     lora = adapters_for(backbone, strategy)  # peft LoRA adapters, when the strategy has them
     epochs = cfg.trainer.get("max_epochs")  # the plan of what trains when, compiled once
@@ -56,7 +51,7 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
         backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing, epochs
     )
     module.meta |= {"weights": asdict(info)} | ({"lora": lora} if lora else {})  # checkpoints
-    module.base_only = strategy.parameter_efficient and weights != "none"
+    module.base_only = strategy.parameter_efficient and info.source != "none"
     module.base_only &= not module.plan.scheduled  # a fixed base (base_weights.py)
     speed = cfg.get("speed") or {}
     module.set_speed_options(

