@@ -114,7 +114,6 @@ def comparison(dry: bool, out: Path, n_gpus: int, seeds: str) -> list[list[str]]
         f"gpu_lock_dir={out / 'gpu_locks'}",
         "analysis.enabled=false",
         f"hydra.sweep.dir={sweep}",
-        f"paths.log_dir={out / 'logs'}",
     ]
     if dry:  # two simulated GPUs, the tiny model on the CPU
         args += ["gpu_count=2", "model=test_resnet", "trainer=debug", "data.samples_per_class=3"]

@@ -44,6 +44,21 @@ def logged_run(tmp_path_factory) -> tuple[Path, dict, str]:
     return tmp / "run", metrics, store
 
 
+def test_logger_group_takes_one_or_several() -> None:
+    def loggers(*overrides: str) -> dict:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=["paths.output_dir=/x", *overrides])
+        return {k: v["_target_"].rsplit(".", 1)[-1] for k, v in cfg.logger.items()}
+
+    assert loggers() == {"tensorboard": "RunLogger"}  # the default: tb/ in the run folder
+    assert loggers("logger=csv") == {"csv": "CSVLogger"}
+    assert loggers("logger=[tensorboard,mlflow,wandb]") == {
+        "tensorboard": "RunLogger",
+        "mlflow": "MLFlowLogger",
+        "wandb": "WandbLogger",
+    }
+
+
 def _events(tb: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

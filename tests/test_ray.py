@@ -8,8 +8,20 @@ import json
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
-from .conftest import TINY, run_train
+from .conftest import CONF, TINY, run_train
+
+
+def test_ray_cluster_config_composes_for_the_plugin() -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="train", overrides=["hydra/launcher=ray_cluster"], return_hydra_config=True
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
+    assert launcher.ray.init.address == "auto" and launcher.ray.init.object_store_memory is None
+    assert launcher.ray.remote.num_cpus == 1
 
 
 @pytest.mark.slow
