@@ -68,7 +68,7 @@ def throughput(dry: bool, steps: int, batch: int) -> list[list[str]]:
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
         x = torch.randn(batch, 3, size, size, device=device).to(memory_format=fmt)
         y = torch.randint(0, model.num_classes, (batch,), device=device)
-        for _ in range(max(2, steps // 4)):  # warm-up: cudnn autotuning, the allocator
+        for _ in range(max(1, steps // 4)):  # warm-up: cudnn autotuning, the allocator
             _train_step(model, opt, x, y, bf16)
         _sync(device)
         start = time.perf_counter()
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if dry and not args.dry:
         print("No CUDA device: dry run on the CPU (tiny model); no GPU numbers.", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    steps, batch = (3, 8) if dry else (args.steps, args.batch)
+    steps, batch = (2, 4) if dry else (args.steps, args.batch)
     rows = gpu_tests(dry, args.out)
     rows += throughput(dry, steps, batch)
     n_gpus = 2 if dry else torch.cuda.device_count()

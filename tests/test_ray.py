@@ -52,6 +52,7 @@ def test_a_sweep_runs_on_a_two_node_ray_cluster(tmp_path: Path, monkeypatch) -> 
     finally:
         cluster.shutdown()
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Ray Launcher is launching 2 jobs" in proc.stdout + proc.stderr
     runs = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     assert sorted(m["seed"] for m in runs) == [0, 1]
     a, b = runs
