@@ -40,17 +40,24 @@ def gpu_tests(dry: bool, out: Path) -> list[list[str]]:
     args = ["-m", "gpu", "-q", "-p", "no:cacheprovider", f"--junitxml={out / 'gpu_tests.xml'}"]
     where = [str(ROOT / "tests" / "test_gpu.py")] if dry else []
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", *args, *where],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    (out / "gpu_tests.log").write_text(proc.stdout + proc.stderr)
+    proc = _run([sys.executable, "-m", "pytest", *args, *where], ROOT, 180, out / "gpu_tests.log")
+    if proc is None:
+        return [["GPU tests", "pytest -m gpu", "timed out after 180 s", "FAILED", "180"]]
     summary = (proc.stdout.strip().splitlines() or ["no output"])[-1].strip("= ")
     ok = "ok" if proc.returncode in (0, 5) and "failed" not in summary else "FAILED"
     return [["GPU tests", "pytest -m gpu", summary, ok, f"{time.perf_counter() - start:.0f}"]]
+
+
+def _run(cmd: list[str], cwd: Path, timeout: int, log: Path) -> subprocess.CompletedProcess | None:
+    """A step in a subprocess, its output kept in ``log``; None when it ran out of time
+    (each step has a share of the 10 minutes, so a hung step still leaves a table)."""
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        log.write_text(f"timed out after {timeout} s\n{e.stdout or ''}{e.stderr or ''}")
+        return None
+    log.write_text(proc.stdout + proc.stderr)
+    return proc
 
 
 def throughput(dry: bool, steps: int, batch: int) -> list[list[str]]:
@@ -80,6 +87,8 @@ def throughput(dry: bool, steps: int, batch: int) -> list[list[str]]:
         rate = f"{steps * batch / seconds:.1f} img/s ({1000 * seconds / steps:.1f} ms/step)"
         rows.append(["throughput", setting, rate, "ok", f"{seconds:.1f}"])
         del model, opt
+    if not dry:
+        torch.cuda.empty_cache()  # the comparison's jobs get the GPU's memory back
     return rows
 
 
@@ -120,17 +129,10 @@ def comparison(dry: bool, out: Path, n_gpus: int, seeds: str) -> list[list[str]]
     else:
         args += ["trainer=gpu"]
     start = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=out,
-        capture_output=True,
-        text=True,
-        timeout=480,
-    )
-    (out / "compare.log").write_text(proc.stdout + proc.stderr)
+    proc = _run([sys.executable, str(ROOT / "train.py"), *args], out, 360, out / "compare.log")
     wall = f"{time.perf_counter() - start:.0f}"
     runs = [json.loads(p.read_text()) for p in sorted(sweep.rglob("metrics.json"))]
-    if proc.returncode != 0 or not runs:
+    if proc is None or proc.returncode != 0 or not runs:
         return [["comparison", f"{STRATEGIES} seed={seeds}", "see compare.log", "FAILED", wall]]
     rows = []
     for m in sorted(runs, key=lambda m: (m["strategy"], m["seed"])):
