@@ -10,4 +10,6 @@ fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install --quiet -e ".[dev,export]"
+python -m pip install --quiet -e ".[dev,export,loggers,ray]"
+# The Ray launcher plugin without its AWS-only pins (pyproject.toml, the ray extra, says why).
+python -m pip install --quiet --no-deps "hydra-ray-launcher>=1.2"

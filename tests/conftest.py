@@ -56,3 +56,15 @@ def run_train(args: list[str], cwd: Path, timeout: int = 600) -> subprocess.Comp
         text=True,
         timeout=timeout,
     )
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``gpu``-marked tests need CUDA: skipped, with the reason, on a machine without it."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs an NVIDIA GPU (run: bash scripts/gpu_check.sh)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

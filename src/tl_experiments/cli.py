@@ -30,6 +30,31 @@ def register_resolvers() -> None:
 
     if not OmegaConf.has_resolver("tl_dirname"):
         OmegaConf.register_new_resolver("tl_dirname", short_dirname)
+    if not OmegaConf.has_resolver("tl_optuna_db"):
+        OmegaConf.register_new_resolver("tl_optuna_db", optuna_sqlite)
+
+
+def optuna_sqlite(path: str) -> str:
+    """``sqlite:///<absolute path>`` for an Optuna study file, its folder and tables created.
+
+    The sweeper opens the study before any job has made the sweep folder, and SQLite cannot
+    create a file in a missing folder. The tables are created under a file lock: several
+    searches started at once on one new file would otherwise race to create them.
+    """
+    import fcntl
+
+    full = Path(path).resolve()
+    full.parent.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{full}"
+    with open(f"{full}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            from optuna.storages import RDBStorage
+
+            RDBStorage(url)  # creates the tables once; later opens only check the schema
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return url
 
 
 def preflight(argv: list[str], config_name: str) -> None:

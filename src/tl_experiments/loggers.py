@@ -114,13 +114,19 @@ def _store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+_TEXTS: dict[tuple[str, str], list[str]] = {}  # (MLflow run, tag) -> the lines so far
+
+
 def log_text(loggers: Sequence[Logger], tag: str, text: str, step: int = 0) -> None:
-    """A piece of text: TensorBoard's text tab; an MLflow artifact ``<tag>.txt``."""
+    """A piece of text: TensorBoard's text tab (one entry per step); an MLflow artifact
+    ``<tag>.txt`` holding every piece so far (an artifact is replaced, not appended to)."""
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_text(tag, text, step)
         elif isinstance(logger, MLFlowLogger):
-            logger.experiment.log_text(logger.run_id, text, f"{tag}.txt")
+            lines = _TEXTS.setdefault((logger.run_id, tag), [])
+            lines.append(text)
+            logger.experiment.log_text(logger.run_id, "\n".join(lines) + "\n", f"{tag}.txt")
 
 
 def log_run_start(loggers: Sequence[Logger], hparams: dict, summary: str) -> None:

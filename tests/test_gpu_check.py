@@ -1,0 +1,34 @@
+"""scripts/gpu_check.py in its dry mode (the CPU, a tiny model): every step runs and the
+table it writes says DRY in every row, never passing for GPU numbers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_writes_its_table(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--dry", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    table = (tmp_path / "gpu_check.md").read_text()
+    assert "DRY RUN on the CPU" in table and "not GPU numbers" in table
+    rows = [line for line in table.splitlines() if line.startswith("| DRY")]
+    assert all(row.startswith("| DRY (CPU) |") for row in rows)
+    assert not [line for line in table.splitlines() if line.startswith("| GPU")]
+    checks = [row.split(" | ")[1] for row in rows]
+    assert checks.count("GPU tests") == 1
+    assert checks.count("throughput") == 4  # fp32, bf16-mixed, channels_last, both
+    assert checks.count("comparison") == 4  # the four strategies, one job per (simulated) GPU
+    slots = {row.split(" | ")[2].rsplit(" ", 1)[-1] for row in rows if "comparison" in row}
+    assert slots == {"0", "1"}
