@@ -4,7 +4,7 @@
 
 A pick is right when it is the validation winner or not distinguishable from it (the
 paired 95% interval of its test-accuracy difference covers 0, >= 3 seeds): the rule of
-``tl_experiments.report.advice.pick_is_right``.
+``tl_experiments.report.advice_check.pick_is_right``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from tl_experiments.report import compare_sweep
-from tl_experiments.report.advice import pick_is_right, read_advice
+from tl_experiments.report.advice_check import pick_is_right, read_advice
 from tl_experiments.report.paired import BEST, TIED
 
 

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from tl_experiments.advise import advise, train_command
 from tl_experiments.advisor.measure import similarity_class
 from tl_experiments.errors import UserError
-from tl_experiments.report.advice import render_advice_check
+from tl_experiments.report.advice_check import render_advice_check
 
 from .conftest import CONF
 

@@ -201,7 +201,7 @@ def test_frozen_backbone_does_not_drift(make_cfg) -> None:
 
 def test_report_shows_analysis_tables_only_when_present(tmp_path: Path) -> None:
     from tl_experiments.report import Run
-    from tl_experiments.report.analysis import render_analysis
+    from tl_experiments.report.analysis_tables import render_analysis
 
     def metrics(strategy: str, seed: int, acc: float) -> dict:
         return {

@@ -120,7 +120,7 @@ def test_gpu_slots_are_exclusive(tmp_path: Path) -> None:
     import sys
 
     code = (
-        "import sys, time; from tl_experiments.gpu_slots import claim_gpu; "
+        "import sys, time; from tl_experiments.run.gpu_slots import claim_gpu; "
         f"print(claim_gpu(2, r'{tmp_path}'), flush=True); time.sleep(3)"
     )
     procs = [
@@ -214,7 +214,7 @@ def test_ddp_inside_a_multirun_does_not_rerun_the_sweep(tmp_path: Path) -> None:
 
 
 def test_a_worker_process_reuses_its_slot_for_its_next_job(tmp_path: Path) -> None:
-    from tl_experiments.gpu_slots import claim_gpu, release_all
+    from tl_experiments.run.gpu_slots import claim_gpu, release_all
 
     try:  # joblib runs many jobs in one worker: job 2 must not wait for job 1's lock
         assert claim_gpu(1, tmp_path, timeout_s=2) == 0

@@ -49,7 +49,7 @@ from tl_experiments.data import ImageDataModule, ImageDataset, build_data, load_
 from tl_experiments.errors import UserError
 from tl_experiments.models import create_backbone
 from tl_experiments.models.backbone import ModelSpec, build_backbone
-from tl_experiments.outputs import write_json_atomic
+from tl_experiments.run.outputs import write_json_atomic
 from tl_experiments.strategies import Strategy
 
 __all__ = ["advise", "main", "render_advice", "train_command"]

@@ -19,7 +19,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from tl_experiments.data import DataSpec, ImageDataModule, ImageSet, load_image_set, make_splits
 from tl_experiments.errors import UserError
 from tl_experiments.models.checkpoint import eval_transform, load_checkpoint, module_from_checkpoint
-from tl_experiments.outputs import write_json_atomic, write_test_files
+from tl_experiments.run.outputs import write_json_atomic, write_test_files
 
 __all__ = ["SPLITS", "evaluate", "eval_images"]
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tl_experiments.commands import find_images, parse_kv, positive_int, run_command
+from tl_experiments.cli import find_images, parse_kv, positive_int, run_command
 from tl_experiments.data import to_pil
 from tl_experiments.errors import UserError
 from tl_experiments.evaluate import eval_images
 from tl_experiments.export_formats import FORMATS, RUNNERS, SUFFIXES, WRITERS
 from tl_experiments.models.checkpoint import eval_transform, load_checkpoint, module_from_checkpoint
-from tl_experiments.outputs import write_json_atomic
+from tl_experiments.run.outputs import write_json_atomic
 
 __all__ = ["best_checkpoint", "check_batch", "export", "main"]
 

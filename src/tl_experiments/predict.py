@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from tl_experiments.commands import find_images, parse_kv, positive_int, run_command
+from tl_experiments.cli import find_images, parse_kv, positive_int, run_command
 from tl_experiments.data import to_pil
 from tl_experiments.errors import UserError
 from tl_experiments.models.checkpoint import eval_transform, load_checkpoint, module_from_checkpoint

@@ -16,20 +16,20 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.callbacks import EpochHistory, early_stopping
-from tl_experiments.checkpoint_io import LocalFileCheckpointIO
-from tl_experiments.console import RunProgress, closing_summary, quiet_third_party
 from tl_experiments.data import build_data, load_image_set
 from tl_experiments.errors import UserError
 from tl_experiments.feature_cache import FeatureCache, cache_blocker, use_cached_features
-from tl_experiments.jobs import Placement, placed
-from tl_experiments.loggers import create_loggers, log_run_end, log_run_start
 from tl_experiments.models import stage_summary
 from tl_experiments.models.backbone import ModelSpec, WeightsInfo, build_backbone
 from tl_experiments.models.module import TransferModule
-from tl_experiments.outputs import write_json_atomic, write_test_files
-from tl_experiments.peak_memory import measure_peak_memory
-from tl_experiments.resume import resume_path, stopped_by_ctrl_c
-from tl_experiments.run_record import HP_METRICS, collect_metrics, flat_hparams, run_name
+from tl_experiments.run.checkpoint_writer import LocalFileCheckpointIO
+from tl_experiments.run.console import RunProgress, closing_summary, quiet_third_party
+from tl_experiments.run.jobs import Placement, placed
+from tl_experiments.run.loggers import create_loggers, log_run_end, log_run_start
+from tl_experiments.run.outputs import write_json_atomic, write_test_files
+from tl_experiments.run.peak_memory import measure_peak_memory
+from tl_experiments.run.record import HP_METRICS, collect_metrics, flat_hparams, run_name
+from tl_experiments.run.resume import resume_path, stopped_by_ctrl_c
 from tl_experiments.strategies import Strategy
 from tl_experiments.strategies.lora import adapters_for
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tl_experiments.report.advice import render_advice_check
-from tl_experiments.report.analysis import render_analysis
+from tl_experiments.report.advice_check import render_advice_check
+from tl_experiments.report.analysis_tables import render_analysis
 from tl_experiments.report.collect import GROUP_KEYS, Run
 from tl_experiments.report.paired import BEST, TIED
 from tl_experiments.report.table import LOW_GAP, MODERATE_GAP, varying_keys

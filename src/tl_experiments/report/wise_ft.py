@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from tl_experiments.report.analysis import group_runs
+from tl_experiments.report.analysis_tables import group_runs
 from tl_experiments.report.collect import Run
 from tl_experiments.report.table import mean_ci95
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tl_experiments.report.advice import read_advice
+from tl_experiments.report.advice_check import read_advice
 from tl_experiments.report.collect import GROUP_KEYS, Run, find_runs, runs_frame
 from tl_experiments.report.markdown import render_report
 from tl_experiments.report.paired import compare_to_winner, select_settings

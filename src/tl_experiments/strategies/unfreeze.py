@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
 from tl_experiments.errors import UserError
-from tl_experiments.loggers import log_text
+from tl_experiments.run.loggers import log_text
 from tl_experiments.stages.stage import batch_norms
 from tl_experiments.strategies.plan import compile_plan, set_trainable
 from tl_experiments.strategies.schedule import (

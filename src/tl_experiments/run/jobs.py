@@ -148,7 +148,7 @@ def maybe_claim_gpu(cfg: DictConfig) -> int | None:
             "gpu_per_job=true needs GPUs; none are visible (set gpu_count for a "
             "simulated run, or gpu_per_job=false)."
         )
-    from tl_experiments.gpu_slots import claim_gpu
+    from tl_experiments.run.gpu_slots import claim_gpu
 
     slot = claim_gpu(count, cfg.get("gpu_lock_dir") or "/tmp/tl_experiments_gpu_slots")
     log.info("gpu_per_job: this job runs on GPU %d (CUDA_VISIBLE_DEVICES=%d).", slot, slot)
