@@ -24,7 +24,8 @@ from tl_experiments.train import run
 
 from .conftest import CONF, ROOT, TINY, run_train
 
-TIMING = {"train_seconds", "history", "pid", "started_at", "finished_at"}
+# Measurements of the machine, not results: they differ between two runs of one seed.
+TIMING = {"train_seconds", "history", "pid", "started_at", "finished_at", "peak_memory_mb"}
 
 
 def _folder(root: Path, classes: dict[str, int], bad: dict[str, bytes] | None = None) -> Path:

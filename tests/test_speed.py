@@ -198,7 +198,7 @@ def test_disk_cache_is_shared_and_racing_writers_never_corrupt_it(tmp_path: Path
 
 
 def test_parallel_jobs_split_the_cores_among_those_running(tmp_path: Path) -> None:
-    from tl_experiments.callbacks.core_share import CoreShare, running_jobs
+    from tl_experiments.run.core_share import CoreShare, running_jobs
 
     before = torch.get_num_threads()
     a, b = CoreShare(tmp_path, cores=4), CoreShare(tmp_path, cores=4)

@@ -18,7 +18,12 @@ from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.callbacks import EpochHistory, early_stopping
 from tl_experiments.data import build_data, load_image_set
 from tl_experiments.errors import UserError
-from tl_experiments.feature_cache import FeatureCache, cache_blocker, use_cached_features
+from tl_experiments.feature_cache import (
+    CachedHeadModule,
+    FeatureCache,
+    cache_blocker,
+    use_cached_features,
+)
 from tl_experiments.models import stage_summary
 from tl_experiments.models.backbone import ModelSpec, WeightsInfo, build_backbone
 from tl_experiments.models.module import TransferModule
@@ -198,7 +203,8 @@ def _test_and_write(
     log.info("Testing the best checkpoint (%s).", Path(best).name if best else "last weights")
     with stopped_by_ctrl_c(trainer, out, "during the test"):
         trainer.test(module, datamodule=parts.dm, ckpt_path=best, verbose=False)
-    metrics = collect_metrics(cfg, trainer, module, parts.dm, fit_history, train_seconds)
+    cached = isinstance(module, CachedHeadModule)
+    metrics = collect_metrics(cfg, trainer, module, parts.dm, fit_history, train_seconds, cached)
     metrics |= {"peak_memory_mb": parts.peak_memory_mb}
     results = module.test_results()  # on every rank: torchmetrics syncs across DDP ranks
     if not trainer.is_global_zero:  # DDP: rank 0 alone writes the run folder

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from tl_experiments.callbacks import CoreShare
 from tl_experiments.errors import UserError
+from tl_experiments.run.core_share import CoreShare
 
 __all__ = [
     "Placement",
@@ -117,7 +117,7 @@ def set_threads(n: int | None) -> None:
 
 def core_share(cfg: DictConfig) -> CoreShare | None:
     """Parallel CPU jobs (joblib launcher) with no fixed ``threads`` split the cores among
-    the jobs running at the moment (callbacks/core_share.py)."""
+    the jobs running at the moment (run/core_share.py)."""
     if cfg.get("threads") or parallel_share() is None:
         return None
     accelerator = cfg.trainer.get("accelerator")

@@ -7,15 +7,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from tl_experiments.feature_cache import CachedHeadModule
-
 __all__ = ["HP_METRICS", "collect_metrics", "flat_hparams", "run_name"]
 
 
 HP_METRICS = ("test_acc", "test_f1_macro", "best_val_acc", "train_val_gap", "train_seconds")
 
 
-def collect_metrics(cfg, trainer, module, dm, history: list[dict], train_seconds: float) -> dict:
+def collect_metrics(
+    cfg, trainer, module, dm, history: list[dict], train_seconds: float, feature_cache: bool
+) -> dict:
     m = trainer.callback_metrics
     last = history[-1] if history else {}
     ckpt = trainer.checkpoint_callback
@@ -43,7 +43,7 @@ def collect_metrics(cfg, trainer, module, dm, history: list[dict], train_seconds
         "train_val_gap": None if None in (train_acc, val_acc) else round(train_acc - val_acc, 6),
         "test_acc": _num(m.get("test/acc")),
         "test_f1_macro": _num(m.get("test/f1_macro")),
-        "feature_cache": isinstance(module, CachedHeadModule),
+        "feature_cache": feature_cache,
         **_cost(trainer, history),
         "settings": _settings(cfg),
         "weights": module.meta.get("weights"),
