@@ -127,3 +127,14 @@ def test_a_finished_run_leaves_no_tensorboard_writer_open(make_cfg) -> None:
     assert threading.active_count() == before, [t.name for t in threading.enumerate()]
     tags = _tags(Path(cfg.paths.output_dir))
     assert {"test/confusion_matrix", "hp/test_acc", "val/acc"} <= tags, sorted(tags)
+
+
+def test_metrics_json_has_only_the_typed_records_fields(make_cfg) -> None:
+    # schema.RunRecord is what the report reads: a field written but not declared there
+    # (or misspelled) fails here, not silently in a report column.
+    from tl_experiments.schema import RunRecord
+    from tl_experiments.train import run
+
+    metrics = run(make_cfg("strategy=full_ft"))
+    assert set(metrics) <= set(RunRecord.__annotations__)
+    assert {"best_val_acc", "test_acc", "settings", "history"} <= set(metrics)

@@ -35,6 +35,7 @@ from tl_experiments.run.outputs import write_json_atomic, write_test_files
 from tl_experiments.run.peak_memory import measure_peak_memory
 from tl_experiments.run.record import HP_METRICS, collect_metrics, flat_hparams, run_name
 from tl_experiments.run.resume import resume_path, stopped_by_ctrl_c
+from tl_experiments.schema import RunRecord
 from tl_experiments.strategies import Strategy
 from tl_experiments.strategies.lora import adapters_for
 
@@ -108,7 +109,7 @@ def create_trainer(
     )
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: DictConfig) -> RunRecord:
     """Train and test one (model, strategy, data, seed); return and write ``metrics.json``."""
     out = Path(cfg.paths.output_dir)
     done = out / "metrics.json"
@@ -196,7 +197,7 @@ def _fit(cfg: DictConfig, out: Path, parts: _Parts) -> tuple[float, list[dict]]:
 
 def _test_and_write(
     cfg: DictConfig, out: Path, parts: _Parts, train_seconds: float, fit_history: list[dict]
-) -> dict:
+) -> RunRecord:
     """Test the best checkpoint, analyse, log the final metrics, write the run folder."""
     trainer, module = parts.trainer, parts.module
     best = trainer.checkpoint_callback.best_model_path or None

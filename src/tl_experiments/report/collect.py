@@ -11,6 +11,7 @@ import pandas as pd
 import yaml
 
 from tl_experiments.errors import UserError
+from tl_experiments.schema import RunRecord
 
 __all__ = ["GROUP_KEYS", "NoRunsError", "Run", "find_runs", "run_settings", "runs_frame"]
 
@@ -67,7 +68,7 @@ class Run:
     """One run folder: its metrics (if it finished) or its error (if it failed)."""
 
     path: Path
-    metrics: dict[str, Any] | None = None
+    metrics: RunRecord | None = None  # metrics.json (schema.py)
     error: dict[str, Any] | None = None
     overrides: list[str] = field(default_factory=list)
 

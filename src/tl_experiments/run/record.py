@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from tl_experiments.schema import RunRecord
+
 __all__ = ["HP_METRICS", "collect_metrics", "flat_hparams", "run_name"]
 
 
@@ -15,7 +17,8 @@ HP_METRICS = ("test_acc", "test_f1_macro", "best_val_acc", "train_val_gap", "tra
 
 def collect_metrics(
     cfg, trainer, module, dm, history: list[dict], train_seconds: float, feature_cache: bool
-) -> dict:
+) -> RunRecord:
+    """The run's record before the analysis adds to it (schema.py: every field)."""
     m = trainer.callback_metrics
     last = history[-1] if history else {}
     ckpt = trainer.checkpoint_callback
