@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tl_experiments.errors import UserError
+from tl_experiments.cli import run_command
 from tl_experiments.report import Report, render_selection, render_table, write_report
 
 __all__ = ["main", "print_report"]
@@ -26,13 +26,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the compare command; returns the exit code (0 ok, 2 missing folder or no runs)."""
+    """Run the compare command; returns the exit code (0 ok, 2 missing folder or no runs:
+    one sentence, through the error handling every command shares, ``cli.run_command``)."""
+    return run_command(_main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    try:
-        report = write_report(args.sweep_dir, args.out)
-    except UserError as exc:  # one sentence naming the fix, as every entry point does
-        print(f"Error: {exc}", file=sys.stderr)
-        return 2
+    report = write_report(args.sweep_dir, args.out)
     print_report(report)
     print(f"\nWrote {', '.join(str(f) for f in report.files)}", file=sys.stderr)
     return 0
