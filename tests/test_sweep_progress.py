@@ -38,3 +38,10 @@ def test_a_setting_not_seen_yet_takes_the_mean_and_reused_jobs_are_not_timed() -
     # Left: 3 full_ft (mean of timed jobs: 10 s) and 1 feature_extraction (10 s), rate 1.
     assert left == pytest.approx(40.0)
     assert estimate_seconds_left(JOBS, [_done(JOBS[0], 1.0, "reused")], 5.0) is None
+
+
+@pytest.mark.parametrize("seed", ["+seed=0,1", "seed=range(3)", "seed=choice(0,1)", "~seed"])
+def test_seed_moves_first_in_any_override_form(seed: str) -> None:
+    parser = OverridesParser.create()
+    overrides = parser.parse_overrides(["strategy=a,b", seed])
+    assert seed_first(overrides)[0].get_key_element().lstrip("+~") == "seed"

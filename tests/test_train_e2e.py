@@ -135,6 +135,7 @@ def test_metrics_json_has_only_the_typed_records_fields(make_cfg) -> None:
     from tl_experiments.schema import RunRecord
     from tl_experiments.train import run
 
-    metrics = run(make_cfg("strategy=full_ft"))
+    metrics = run(make_cfg("strategy=full_ft", "analysis.enabled=true"))
     assert set(metrics) <= set(RunRecord.__annotations__)
-    assert {"best_val_acc", "test_acc", "settings", "history"} <= set(metrics)
+    # Written by collect_metrics, by the analysis, and by train.py after both.
+    assert {"best_val_acc", "settings", "history", "drift", "shift_acc", "pid"} <= set(metrics)

@@ -44,7 +44,7 @@ from tl_experiments.advisor.rules import (
     recommend,
     size_class,
 )
-from tl_experiments.cli import guarded
+from tl_experiments.cli import guarded, register_resolvers
 from tl_experiments.data import ImageDataModule, ImageDataset, build_data, load_image_set
 from tl_experiments.errors import UserError
 from tl_experiments.models import create_backbone
@@ -239,6 +239,9 @@ def render_advice(advice: dict) -> str:
         f"  {advice['command']}",
     ]
     return "\n".join(lines)
+
+
+register_resolvers()  # before Hydra composes (python -m and the tl-advise script alike)
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="advise")

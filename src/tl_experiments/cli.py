@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -46,6 +47,11 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("tl_dirname", short_dirname)
     if not OmegaConf.has_resolver("tl_optuna_db"):
         OmegaConf.register_new_resolver("tl_optuna_db", optuna_sqlite)
+    # conf/hydra/sweeper/basic.yaml (the seed-major sweeper) takes the name of Hydra's own
+    # default sweeper on purpose (its header says why); Hydra warns about the shared name.
+    warnings.filterwarnings(
+        "ignore", message=r"\s*'hydra/sweeper/basic' is validated against ConfigStore schema"
+    )
 
 
 def optuna_sqlite(path: str) -> str:

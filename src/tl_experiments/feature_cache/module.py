@@ -59,6 +59,7 @@ class CachedHeadModule(TransferModule):
             batch_size=batch_size,
             frozen_digest=frozen_digest,
         )
+        # Not base_only: a cached run's checkpoints are the cache's own head-only format.
         cached.meta = dict(module.meta)
         cached.channels_last, cached.fused_optimizer = module.channels_last, module.fused_optimizer
         return cached
