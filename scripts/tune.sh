@@ -23,4 +23,7 @@ grid strategy=l2sp strategy.l2sp_alpha=1,10,100
 grid strategy=l2sp strategy.l2sp_alpha=1,10 strategy.backbone_lr_scale=1.0
 grid strategy=gradual_unfreeze strategy.lr=1e-3,3e-3
 grid strategy=scratch strategy.lr=1e-3,3e-3
+grid strategy=bitfit strategy.lr=3e-3,1e-2,3e-2
+grid strategy=norm_tuning strategy.lr=3e-3,1e-2,3e-2
+grid strategy=lora strategy.lr=1e-3,3e-3,1e-2
 python -m tl_experiments.compare "$SWEEP"

@@ -178,3 +178,26 @@ def test_lora_on_a_tiny_vit_trains_saves_reloads_merges_and_exports(tmp_path) ->
     add_lora(wrong, 4, 8, 0.0, names)
     with pytest.raises(UserError, match="base weights"):
         fill_base(saved, wrong.state_dict(), digest)
+
+
+def test_kinds_hold_in_every_phase_of_a_schedule(make_cfg) -> None:
+    """Gradual unfreezing of BitFit: the stage unfrozen at epoch 1 trains its biases only."""
+    cfg = make_cfg(
+        "strategy=bitfit", "model=test_efficientnet", "+strategy.unfreeze_every_n_epochs=1"
+    )
+    cfg.strategy.trainable = "head"
+    pl.seed_everything(0)
+    module = create_module(cfg, 5, list("abcde"))
+    before = {k: v.detach().clone() for k, v in module.backbone.named_parameters()}
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(
+        torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 5, (16,), generator=g)
+    )
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=2, logger=False, num_sanity_val_steps=0,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, DataLoader(data, batch_size=8))
+    moved = {n for n, p in module.backbone.named_parameters() if not torch.equal(p, before[n])}
+    top = module.stages[-2]
+    expected = {n for n, k in zip(top.param_names, top.kinds, strict=True) if "bias" in k}
+    assert expected and moved == expected | set(module.stages[-1].param_names)
