@@ -14,7 +14,7 @@ advise() {  # $1 = sweep folder, the rest = data overrides
     [ -f "$sweep/advice.json" ] || python -m tl_experiments.advise "$@" advice_out="$sweep/advice.json"
 }
 advise logs/multirun/compare_strategies data=mnist_sample
-bash scripts/main.sh
+python train.py -m experiment=compare_strategies
 advise "$ROOT/digits" data=digits data.samples_per_class=50
 STRATEGIES="scratch feature_extraction partial_ft full_ft" bash scripts/tune.sh \
     data=digits data.samples_per_class=50 hydra.sweep.dir="$ROOT/digits"
