@@ -42,7 +42,7 @@ def sweep(tmp_path: Path) -> Path:
 
 def test_cost_columns(sweep: Path) -> None:
     text = write_report(sweep).markdown
-    assert "| s/epoch | ms/step | Ckpt (MB) | Peak mem (MB) |" in text
+    assert "| s/epoch | ms/step | Ckpt (MiB) | Peak mem (MiB) |" in text
     half = T_975_DF2 * 1.0 / 3**0.5  # sd of 2, 3, 4 is 1
     assert f"| 3.0 ± {half:.1f} | 125 | 40.00 | 1001 |" in text
     assert "| 125 | 1.00 | 1001 |" in text
