@@ -24,8 +24,9 @@ from tl_experiments.train import run
 
 from .conftest import CONF, ROOT, TINY, run_train
 
-# Measurements of the machine, not results: they differ between two runs of one seed.
-TIMING = {"train_seconds", "history", "pid", "started_at", "finished_at", "peak_memory_mb"}
+# Measurements of the machine and the run folder, not results: they differ between two runs.
+TIMING = {"train_seconds", "history", "pid", "started_at", "finished_at", "peak_memory_mb",
+          "checkpoint_bytes"}  # fmt: skip
 
 
 def _folder(root: Path, classes: dict[str, int], bad: dict[str, bytes] | None = None) -> Path:

@@ -43,7 +43,7 @@ def sweep(tmp_path: Path) -> Path:
 
 def test_cost_columns(sweep: Path) -> None:
     text = write_report(sweep).markdown
-    assert "| s/epoch | ms/step | Ckpt (MB) | Peak mem (MB) |" in text
+    assert "| s/epoch | ms/step | Ckpt (MiB) | Peak mem (MiB) |" in text
     # Seconds per epoch 2, 3, 4: the geometric mean with its log-scale interval, as train time.
     logs = np.log([2.0, 3.0, 4.0])
     half = T_975_DF2 * logs.std(ddof=1) / 3**0.5

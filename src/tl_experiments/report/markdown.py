@@ -90,7 +90,7 @@ def render_table(summary: pd.DataFrame) -> str:
     # Cost columns where runs recorded them (metrics.json of older runs lacks them).
     costs = "checkpoint_bytes" in summary and summary["checkpoint_bytes"].notna().any()
     header += ["Trainable params", "Train time (s)"]
-    header += ["s/epoch", "ms/step", "Ckpt (MB)", "Peak mem (MB)"] if costs else []
+    header += ["s/epoch", "ms/step", "Ckpt (MiB)", "Peak mem (MiB)"] if costs else []
     header += ["Val acc (%)", "Test acc (%)"]
     header += ["Test vs best (pts, paired)", "Verdict"] if paired else []
     header += ["Train-val gap (pts)", "Overfitting", "Seeds"]
@@ -120,7 +120,7 @@ def render_table(summary: pd.DataFrame) -> str:
 
 
 def _cost_cells(g: pd.Series) -> list[str]:
-    """Seconds per epoch, milliseconds per step, checkpoint MB, peak memory MB."""
+    """Seconds per epoch, milliseconds per step, checkpoint and peak memory in MiB."""
     return [
         format_time_ci(*(g.get(f"epoch_seconds_{k}", nan) for k in ("mean", "low", "high"))),
         _num(g.get("step_seconds", nan), 1000, 0),
