@@ -16,7 +16,7 @@ from tl_experiments.data.checks import check_images, duplicate_message
 from tl_experiments.data.sources import ImageSet
 from tl_experiments.errors import UserError
 
-__all__ = ["EpochSeededSampler", "ImageDataModule", "ImageDataset", "to_pil"]
+__all__ = ["EpochSeededSampler", "ImageDataModule", "ImageDataset", "SplitDataModule", "to_pil"]
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,32 @@ class EpochSeededSampler(Sampler[int]):
         return self.n
 
 
-class ImageDataModule(pl.LightningDataModule):
+class SplitDataModule(pl.LightningDataModule):
+    """Lightning's setup and loaders over ``split_dataset(split)`` and ``_loader(split,
+    shuffle)``, which a subclass defines (images here, cached features in feature_cache/)."""
+
+    def split_dataset(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
+        for split in wanted.get(stage, ("train", "val", "test")):
+            self.split_dataset(split)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+class ImageDataModule(SplitDataModule):
     """Train/val/test loaders; deterministic splits are transformed once, up front."""
 
     def __init__(
@@ -167,10 +192,8 @@ class ImageDataModule(pl.LightningDataModule):
             n = sum(len(v) for v in self.splits.values())
             log.info("Checked %d images (every split) in %.1f s.", n, seconds)
 
-    def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
-        for split in wanted.get(stage, ("train", "val", "test")):
-            self.image_dataset(split)
+    def split_dataset(self, split: str) -> Dataset:
+        return self.image_dataset(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.image_dataset(split)
@@ -182,12 +205,3 @@ class ImageDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

@@ -7,11 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from tl_experiments.data.datamodule import EpochSeededSampler, ImageDataModule
+from tl_experiments.data.datamodule import EpochSeededSampler, ImageDataModule, SplitDataModule
 
 __all__ = ["CachedFeatureData", "FeatureSplit", "WholeEpochSampler"]
 
@@ -44,7 +43,7 @@ class WholeEpochSampler(EpochSeededSampler):
         return 1
 
 
-class CachedFeatureData(pl.LightningDataModule):
+class CachedFeatureData(SplitDataModule):
     """The loaders of an :class:`ImageDataModule`, serving features instead of images.
 
     Everything else (splits, class names, skipped images, the image datasets the analysis
@@ -75,21 +74,7 @@ class CachedFeatureData(pl.LightningDataModule):
             self.datasets[split] = FeatureSplit(features, labels)
         return self.datasets[split]
 
-    def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
-        for split in wanted.get(stage, ("train", "val", "test")):
-            self.split_dataset(split)
-
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.split_dataset(split)  # a whole epoch per batch; no workers needed
         sampler = WholeEpochSampler(len(ds), self.images.seed, shuffle)
         return DataLoader(ds, batch_size=None, sampler=sampler)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

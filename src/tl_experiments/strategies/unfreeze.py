@@ -66,9 +66,8 @@ class StageSchedule(BaseFinetuning):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_fit_start(trainer, pl_module)
         model = trainer.strategy.model
-        changes = len({p.trainable for p in self.phases}) > 1
         if (
-            changes
+            pl_module.plan.changes
             and isinstance(model, DistributedDataParallel)
             and not (model.find_unused_parameters)
         ):
