@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from tl_experiments.analysis import analyze, snapshot_weights
-from tl_experiments.callbacks import EpochHistory, early_stopping
+from tl_experiments.callbacks import EpochHistory, RandomState, early_stopping
 from tl_experiments.data import build_data, load_image_set
 from tl_experiments.errors import UserError
 from tl_experiments.feature_cache import (
@@ -29,6 +30,7 @@ from tl_experiments.models.backbone import ModelSpec, WeightsInfo, build_backbon
 from tl_experiments.models.module import TransferModule
 from tl_experiments.run.checkpoint_writer import LocalFileCheckpointIO
 from tl_experiments.run.console import RunProgress, closing_summary, quiet_third_party
+from tl_experiments.run.deferred_analysis import analyse_pending, analysis_pending
 from tl_experiments.run.jobs import Placement, placed
 from tl_experiments.run.loggers import create_loggers, log_run_end, log_run_start
 from tl_experiments.run.outputs import write_json_atomic, write_test_files
@@ -38,6 +40,7 @@ from tl_experiments.run.resume import resume_path, stopped_by_ctrl_c
 from tl_experiments.schema import RunRecord
 from tl_experiments.strategies import Strategy
 from tl_experiments.strategies.lora import adapters_for
+from tl_experiments.tuning import TuningSteps, tuned_run, tuning_applies, with_params
 
 __all__ = ["run"]
 
@@ -92,7 +95,7 @@ def create_trainer(
     )
     loggers = create_loggers(OmegaConf.to_container(cfg.logger, resolve=True), run_name(cfg))
     monitor = [LearningRateMonitor(logging_interval="epoch")] if loggers else []  # needs a logger
-    callbacks = [ckpt, *monitor, history, *extra]
+    callbacks = [ckpt, *monitor, RandomState(), history, *extra]
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience = args.pop("early_stopping_patience", None)
     if patience is not None:  # a run that stopped learning ends (callbacks/early_stop.py)
@@ -114,15 +117,25 @@ def run(cfg: DictConfig) -> RunRecord:
     out = Path(cfg.paths.output_dir)
     done = out / "metrics.json"
     if cfg.get("skip_finished") and cfg.get("ckpt_path") is None and done.is_file():
+        record = json.loads(done.read_text())
+        if analysis_pending(record, cfg):  # analysis.defer: the tables came first
+            run_cfg = with_params(cfg, record.get("selected") or {}, out)
+            with placed(cfg, out) as placement:
+                assemble = partial(_assemble, placement=placement)
+                return analyse_pending(run_cfg, out, record, assemble, _analyse)
         print(f"Skipping {out}: it already has metrics.json (skip_finished=true).", flush=True)
-        return json.loads(done.read_text())
+        return record
     (out / "error.json").unlink(missing_ok=True)  # a re-run replaces an earlier failure
     quiet_third_party()
     begin = time.perf_counter()
     with placed(cfg, out) as placement:
-        parts = _assemble(cfg, out, placement)
-        train_seconds, fit_history = _fit(cfg, out, parts)
-        metrics = _test_and_write(cfg, out, parts, train_seconds, fit_history)
+        if tuning_applies(cfg):  # each candidate of strategy.search, then the selected one
+            steps = TuningSteps(partial(_assemble, placement=placement), _fit, _test_and_write)
+            metrics = tuned_run(cfg, out, steps)
+        else:
+            parts = _assemble(cfg, out, placement=placement)
+            train_seconds, fit_history = _fit(cfg, out, parts)
+            metrics = _test_and_write(cfg, out, parts, train_seconds, fit_history)
     print(closing_summary(metrics, str(out), time.perf_counter() - begin), flush=True)
     return metrics
 
@@ -143,7 +156,7 @@ class _Parts:
     peak_memory_mb: dict = field(default_factory=dict)  # set by _fit
 
 
-def _assemble(cfg: DictConfig, out: Path, placement: Placement) -> _Parts:
+def _assemble(cfg: DictConfig, out: Path, *callbacks: pl.Callback, placement: Placement) -> _Parts:
     """Seed, data, module (on cached features when possible), summary, trainer."""
     started_at = time.time()
     pl.seed_everything(cfg.seed, workers=True)
@@ -161,7 +174,7 @@ def _assemble(cfg: DictConfig, out: Path, placement: Placement) -> _Parts:
     batches = -(-len(dm.splits["train"]) // dm.batch_size)
     if cfg.trainer.get("limit_train_batches") and cfg.trainer.limit_train_batches >= 1:
         batches = min(batches, int(cfg.trainer.limit_train_batches))
-    extra = placement.callbacks
+    extra = [*placement.callbacks, *callbacks]
     trainer = create_trainer(cfg, out, history, module, *extra, train_batches=batches)
     log_run_start(trainer.loggers, flat_hparams(cfg), summary)
     return _Parts(module, dm, data_cfg, w0, trainer, history, placement, start, started_at)
@@ -181,9 +194,12 @@ def _write_summary(cfg: DictConfig, module: TransferModule, out: Path) -> str:
     return summary
 
 
-def _fit(cfg: DictConfig, out: Path, parts: _Parts) -> tuple[float, list[dict]]:
-    """Fit, or resume a killed job; the training seconds and the per-epoch history."""
-    ckpt_path = cfg.get("ckpt_path")
+def _fit(
+    cfg: DictConfig, out: Path, parts: _Parts, ckpt_path: str | None = None
+) -> tuple[float, list[dict]]:
+    """Fit, or resume a killed job (or ``ckpt_path``); the training seconds and the
+    per-epoch history."""
+    ckpt_path = ckpt_path or cfg.get("ckpt_path")
     if ckpt_path is None and cfg.get("skip_finished") and (out / "checkpoints/last.ckpt").is_file():
         print(f"Resuming the unfinished job in {out} from its last.ckpt.", flush=True)
         ckpt_path = "last"  # a re-run sweep continues a killed job instead of restarting it
@@ -196,9 +212,15 @@ def _fit(cfg: DictConfig, out: Path, parts: _Parts) -> tuple[float, list[dict]]:
 
 
 def _test_and_write(
-    cfg: DictConfig, out: Path, parts: _Parts, train_seconds: float, fit_history: list[dict]
+    cfg: DictConfig,
+    out: Path,
+    parts: _Parts,
+    train_seconds: float,
+    fit_history: list[dict],
+    extra: dict | None = None,
 ) -> RunRecord:
-    """Test the best checkpoint, analyse, log the final metrics, write the run folder."""
+    """Test the best checkpoint, analyse, log the final metrics, write the run folder
+    (``extra``: more of the record, e.g. a tuned run's search)."""
     trainer, module = parts.trainer, parts.module
     best = trainer.checkpoint_callback.best_model_path or None
     log.info("Testing the best checkpoint (%s).", Path(best).name if best else "last weights")
@@ -206,12 +228,14 @@ def _test_and_write(
         trainer.test(module, datamodule=parts.dm, ckpt_path=best, verbose=False)
     cached = isinstance(module, CachedHeadModule)
     metrics = collect_metrics(cfg, trainer, module, parts.dm, fit_history, train_seconds, cached)
-    metrics |= {"peak_memory_mb": parts.peak_memory_mb}
+    metrics |= {"peak_memory_mb": parts.peak_memory_mb} | (extra or {})
     results = module.test_results()  # on every rank: torchmetrics syncs across DDP ranks
     if not trainer.is_global_zero:  # DDP: rank 0 alone writes the run folder
         return metrics
     write_test_files(results, module.class_names, out)
     interrupted = _analyse(cfg, parts, metrics)
+    if cfg.analysis.enabled and cfg.analysis.get("defer"):
+        metrics["analysis_pending"] = True  # run/deferred_analysis.py
     final = {k: metrics[k] for k in HP_METRICS}
     log_run_end(trainer, flat_hparams(cfg), final, out, results, module.class_names)
     metrics.update(
@@ -232,7 +256,7 @@ def _test_and_write(
 def _analyse(cfg: DictConfig, parts: _Parts, metrics: dict) -> bool:
     """Forgetting, drift, CKA, shifted test sets (docs/shift.md) into ``metrics``; True when
     Ctrl-C stopped it (training and test are done: they are kept)."""
-    if not cfg.analysis.enabled:
+    if not cfg.analysis.enabled or cfg.analysis.get("defer"):
         return False
     log.info("Analysis: drift, CKA, ImageNet agreement, shifted test sets (docs/shift.md).")
     try:

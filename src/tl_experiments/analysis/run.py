@@ -36,6 +36,7 @@ class AnalysisOptions:
     """The ``analysis`` config group (see conf/train.yaml)."""
 
     enabled: bool = True
+    defer: bool = False  # run it later, after the sweep's tables (run/deferred_analysis.py)
     shifts: bool = True  # evaluate the shifted test sets
     max_images: int = 256  # validation images for CKA
     shift_max_images: int | None = 500  # test images per shifted set; None = all

@@ -3,5 +3,6 @@ schedule is strategies/unfreeze.py; core sharing between parallel jobs is run/co
 
 from tl_experiments.callbacks.early_stop import early_stopping
 from tl_experiments.callbacks.history import EpochHistory
+from tl_experiments.callbacks.rung import RandomState, StopAtEpoch
 
-__all__ = ["EpochHistory", "early_stopping"]
+__all__ = ["EpochHistory", "RandomState", "StopAtEpoch", "early_stopping"]

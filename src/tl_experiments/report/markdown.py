@@ -13,6 +13,7 @@ from tl_experiments.report.analysis_tables import render_analysis
 from tl_experiments.report.collect import GROUP_KEYS, Run
 from tl_experiments.report.paired import BEST, TIED
 from tl_experiments.report.table import LOW_GAP, MODERATE_GAP, varying_keys
+from tl_experiments.report.tuning import render_tuned
 from tl_experiments.report.unfreezing import render_unfreezing
 from tl_experiments.report.wise_ft import render_wise_ft
 
@@ -87,6 +88,8 @@ def render_table(summary: pd.DataFrame) -> str:
     paired = "verdict" in summary
     header = ["Approach", *(_KEY_TITLES[k] for k in keys)]
     header += ["Setting"] if settings else []
+    selected = "selected" in summary and (summary["selected"] != "").any()
+    header += ["Selected on val (tried/stopped early)"] if selected else []
     # Cost columns where runs recorded them (metrics.json of older runs lacks them).
     costs = "checkpoint_bytes" in summary and summary["checkpoint_bytes"].notna().any()
     header += ["Trainable params", "Train time (s)"]
@@ -98,6 +101,7 @@ def render_table(summary: pd.DataFrame) -> str:
     for _, g in summary.iterrows():
         cells = [str(g["strategy"]), *(format_key(k, g[k]) for k in keys)]
         cells += [f"`{g['setting']}`" if g["setting"] else "(as shipped)"] if settings else []
+        cells += [f"{g['selected']} ({g['tried']}/{g['stopped']})"] if selected else []
         cells += [
             format_count(g["trainable_params"]),
             format_time_ci(*(g[f"train_seconds_{k}"] for k in ("mean", "low", "high"))),
@@ -135,12 +139,15 @@ def _num(value: float, scale: float, digits: int) -> str:
 
 def render_selection(comparison: pd.DataFrame) -> str:
     """Whether the comparison is tuned on validation or a fixed recipe, in one paragraph."""
+    tuned = render_tuned(comparison)  # each run searched its own grid (tune.enabled)
+    if tuned is not None:
+        return tuned
     tried = comparison["n_settings"].astype(int)
     if (tried <= 1).all():
         return (
             "**Fixed recipe** (not tuned): every strategy ran with one setting, so this "
-            "ranks these recipes, not the strategies at their best; a tuned sweep is "
-            "`bash scripts/tune.sh` (docs/results.md)."
+            "ranks these recipes, not the strategies at their best; `tune.enabled=true` "
+            "tunes each strategy on validation in every run (docs/results.md)."
         )
     return (
         "**Tuned on validation**: each strategy at the setting with the best mean "

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy import stats
 
 from tl_experiments.report.collect import GROUP_KEYS
+from tl_experiments.report.tuning import tuning_columns
 
 __all__ = [
     "geo_mean_ci95",
@@ -87,6 +88,7 @@ def _summarize_group(runs: pd.DataFrame) -> dict[str, float | int | str]:
     for metric in _COST_METRICS:
         row[metric] = float(runs[metric].mean())
     row["overfitting"] = overfitting_label(row["train_val_gap_mean"])
+    row |= tuning_columns(runs)  # what tuned runs selected (tune.enabled)
     # Training images per class actually used; also defined when samples_per_class is
     # null (all images), so data-efficiency plots can place that group on the x axis.
     row["train_per_class"] = float((runs["train_size"] / runs["num_classes"]).mean())

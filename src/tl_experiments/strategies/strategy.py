@@ -65,6 +65,10 @@ class Strategy:
         lora_targets: a regular expression that must match a module's whole name
             (``blocks.1.0.conv_pw``); of those, the linear layers and ungrouped
             convolutions outside the head get adapters (:mod:`tl_experiments.strategies.lora`).
+        search: the strategy's own search space, as ``(key, values)`` pairs: each key a
+            strategy key (``lr``, ``backbone_lr_scale``, ``phases.0.start``...), the grid
+            the tuned comparison tries (``tune.enabled``, :mod:`tl_experiments.tuning`).
+            Data in the strategy's YAML file, never in a script.
     """
 
     name: str
@@ -86,6 +90,7 @@ class Strategy:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
     lora_targets: str = ""
+    search: tuple[tuple[str, tuple], ...] = ()
 
     def __post_init__(self) -> None:
         for key in ("lr", "backbone_lr_scale", "lr_decay", "weight_decay", "l2sp_alpha"):
@@ -106,6 +111,7 @@ class Strategy:
                 f"{', '.join(BN_POLICIES)}; pick one of them."
             )
         self._check_kinds()
+        self._check_search()
         gradual = self.unfreeze_every_n_epochs is not None or bool(self.unfreeze_milestones)
         if gradual and self.phases:
             raise UserError(
@@ -132,6 +138,20 @@ class Strategy:
             raise UserError("strategy.lora_targets is empty; give a regex over module names.")
         if not 0 <= self.lora_dropout < 1:
             raise UserError(f"strategy.lora_dropout={self.lora_dropout} must be in [0, 1).")
+
+    def _check_search(self) -> None:
+        known = {f.name for f in fields(self)} - {"name", "search"}
+        for key, values in self.search:
+            if key.split(".", 1)[0] not in known:
+                raise UserError(
+                    f"strategy.search names '{key}', which is not a strategy key; search "
+                    f"over one of {', '.join(sorted(known))}."
+                )
+            if not values or any(isinstance(v, dict | list | tuple) for v in values):
+                raise UserError(
+                    f"strategy.search.{key}={list(values)} must be a non-empty list of "
+                    f"values, e.g. strategy.search.{key}=[1e-3,3e-3,1e-2]."
+                )
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -166,6 +186,12 @@ class Strategy:
         cfg["unfreeze_milestones"] = tuple(cfg.get("unfreeze_milestones") or ())
         if not isinstance(cfg.get("param_kinds", "all"), str):
             cfg["param_kinds"] = tuple(cfg["param_kinds"])
+        search = cfg.get("search") or {}
+        if not isinstance(search, dict):
+            raise UserError(f"strategy.search={search!r} must map strategy keys to lists.")
+        cfg["search"] = tuple(
+            (str(k), tuple(v) if isinstance(v, list | tuple) else (v,)) for k, v in search.items()
+        )
         return cls(**cfg)
 
 
