@@ -133,6 +133,9 @@ def tuned_run(cfg: DictConfig, out: Path, steps: TuningSteps) -> RunRecord:
     print(f"Selected on validation: {candidate_name(params[result.selected])}.", flush=True)
     seconds = sum(c.seconds for c in cands)  # what the search cost, not the winner alone
     record = {"tuning": _record(result, cands, first, tune), "selected": params[result.selected]}
+    if tune.exhaustive:  # the reference grid: every setting's test accuracy, after selection
+        for entry, c in zip(record["tuning"]["candidates"], cands, strict=True):
+            entry["reference_test_acc"] = _test_once(c.parts)
     metrics = steps.finish(cfg, out, chosen.parts, seconds, chosen.history, record)
     _link_best(chosen.parts.trainer.checkpoint_callback.best_model_path, out)
     return metrics
@@ -157,6 +160,14 @@ def _record(result: SearchResult, cands: list[_Candidate], first: int, tune) -> 
             for c, run in zip(result.candidates, cands, strict=True)
         ],
     }
+
+
+def _test_once(parts) -> float | None:
+    """Test accuracy of a candidate's best checkpoint (exhaustive reference runs only)."""
+    trainer = parts.trainer
+    trainer.test(parts.module, datamodule=parts.dm, ckpt_path="best", verbose=False)
+    acc = trainer.callback_metrics.get("test/acc")
+    return None if acc is None else round(float(acc), 6)
 
 
 def _link_best(best: str | None, out: Path) -> None:
