@@ -8,12 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Checkpoint
 
 __all__ = ["RandomState", "StopAtEpoch"]
 
 
-class StopAtEpoch(pl.Callback):
+class StopAtEpoch(Checkpoint):
     """Save a full checkpoint at the end of epoch ``epochs - 1`` and stop the fit there.
+
+    A ``Checkpoint`` subclass so that Lightning runs it after ``ModelCheckpoint`` (it moves
+    checkpoint callbacks last, in their order): the saved state then includes this epoch's
+    best-checkpoint bookkeeping, and a resumed fit keeps the true best epoch.
 
     A new ``Trainer`` with the same ``max_epochs`` resumes it with ``fit(ckpt_path=path)``:
     optimizer, lr schedule (built for ``max_epochs``, not for this stop), epoch history and

@@ -137,7 +137,7 @@ def tuned_run(cfg: DictConfig, out: Path, steps: TuningSteps) -> RunRecord:
         for entry, c in zip(record["tuning"]["candidates"], cands, strict=True):
             entry["reference_test_acc"] = _test_once(c.parts)
     metrics = steps.finish(cfg, out, chosen.parts, seconds, chosen.history, record)
-    _link_best(chosen.parts.trainer.checkpoint_callback.best_model_path, out)
+    _link_best(chosen.parts, out)
     return metrics
 
 
@@ -170,9 +170,10 @@ def _test_once(parts) -> float | None:
     return None if acc is None else round(float(acc), 6)
 
 
-def _link_best(best: str | None, out: Path) -> None:
+def _link_best(parts, out: Path) -> None:
     """``<run>/checkpoints/best.ckpt``: the selected candidate's, where eval, predict,
     export and the report look for a run's checkpoint."""
+    best = parts.trainer.checkpoint_callback.best_model_path
     if not best:
         return
     target = out / "checkpoints" / "best.ckpt"
