@@ -58,4 +58,9 @@ class RunRecord(TypedDict, total=False):
     gpu_slot: int | None
     pid: int
     started_at: float
+    cpu_seconds: float  # the job's CPU time, all threads (train.py)
+    # A tuned run (tune.enabled, tuning/run.py): the search and the setting it selected.
+    tuning: dict[str, Any]
+    selected: dict[str, Any]
+    analysis_pending: bool  # analysis.defer: the analysis runs in a later pass
     finished_at: float
