@@ -32,8 +32,9 @@ def _runs(sweep: Path) -> list[dict]:
     return [m for m in runs if (m.get("tuning") or {}).get("method") == "exhaustive"]
 
 
-def _replay(m: dict) -> tuple[int, int]:
-    """(exhaustive pick, successive halving's pick) as indices into the candidates."""
+def _replay(m: dict, first_rung: int | None = None) -> tuple[int, int]:
+    """(exhaustive pick, successive halving's pick) as indices into the candidates;
+    ``first_rung`` replays another first rung than the runs' own (``tune.rung``)."""
     t = m["tuning"]
     cands = t["candidates"]
     curves = [c["val_acc"] for c in cands]
@@ -42,7 +43,7 @@ def _replay(m: dict) -> tuple[int, int]:
     halving = successive_halving(
         [c["params"] for c in cands],
         epochs,
-        max(1, round(epochs * 0.25)),
+        first_rung or t["first_rung"],
         t["reduction_factor"],
         lambda i, n: curves[i][:n],
     ).selected
@@ -53,10 +54,10 @@ def _name(params: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in params.items())
 
 
-def check(sweep: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def check(sweep: Path, first_rung: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for m in _runs(sweep):
-        ex, sh = _replay(m)
+        ex, sh = _replay(m, first_rung)
         cands = m["tuning"]["candidates"]
         rows.append(
             {
@@ -125,10 +126,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sweeps", nargs="+", type=Path)
     parser.add_argument("--real", type=Path, default=None)
+    parser.add_argument("--first-rung", type=int, default=None, help="replay another rung")
     args = parser.parse_args()
     for sweep in args.sweeps:
-        per_run, table = check(sweep)
-        print(f"\n## {sweep}\n")
+        per_run, table = check(sweep, args.first_rung)
+        rung = args.first_rung or "the runs' own"
+        print(f"\n## {sweep} (first rung: {rung})\n")
         print(_md(per_run))
         print()
         print(_md(table))
