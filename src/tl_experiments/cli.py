@@ -18,6 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from tl_experiments.errors import UserError
+from tl_experiments.paths import job_dirname
 from tl_experiments.run.outputs import write_json_atomic
 
 __all__ = [
@@ -30,21 +31,12 @@ __all__ = [
 ]
 
 
-def short_dirname(name: str, limit: int = 120) -> str:
-    """A sweep job's folder name: its overrides, hashed when too long for a file name."""
-    if len(name) <= limit:
-        return name
-    import hashlib
-
-    return f"{name[: limit - 12]}_{hashlib.sha1(name.encode()).hexdigest()[:10]}"
-
-
 def register_resolvers() -> None:
     """OmegaConf resolvers the configs use (``${tl_dirname:...}``); call before Hydra."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("tl_dirname"):
-        OmegaConf.register_new_resolver("tl_dirname", short_dirname)
+        OmegaConf.register_new_resolver("tl_dirname", job_dirname)
     if not OmegaConf.has_resolver("tl_optuna_db"):
         OmegaConf.register_new_resolver("tl_optuna_db", optuna_sqlite)
     # conf/hydra/sweeper/basic.yaml (the seed-major sweeper) takes the name of Hydra's own
