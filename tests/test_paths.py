@@ -55,3 +55,18 @@ def test_path_values_are_quoted_for_hydra_once() -> None:
     plain = ["ckpt=runs/best.ckpt", "ckpt_path=null", "seed=0,1", "hydra.run.dir=${x}/y"]
     assert quote_path_overrides(plain, keys) == plain
     assert unquote(f"'{path}'") == unquote(f'"{path}"') == unquote(path) == path
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_every_command_takes_a_path_as_printed(quoted: bool, tmp_path: Path) -> None:
+    """eval.py (through Hydra's parser), predict and export: one path, quoted or not."""
+    from tl_experiments.cli import parse_kv
+
+    path = str(tmp_path / "seed=0,lr=0.1 x" / "checkpoints" / "best.ckpt")
+    arg = f"ckpt='{path}'" if quoted else f"ckpt={path}"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="eval", overrides=quote_path_overrides([arg]))
+    assert cfg.ckpt == path
+    assert parse_kv([arg], {"ckpt": None}, "usage")["ckpt"] == path
+    # A multirun's comma separates sweep values: left to Hydra.
+    assert quote_path_overrides(["-m", "data.root=/a,/b"]) == ["-m", "data.root=/a,/b"]

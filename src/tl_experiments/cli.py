@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from tl_experiments.errors import UserError
-from tl_experiments.paths import job_dirname
+from tl_experiments.paths import job_dirname, unquote
 from tl_experiments.run.outputs import write_json_atomic
 
 __all__ = [
@@ -241,7 +241,7 @@ def parse_kv(
         key, sep, value = arg.partition("=")
         if not sep or key not in defaults:
             raise UserError(f"Unknown argument '{arg}'; usage: {usage}")
-        args[key] = value
+        args[key] = unquote(value)  # ckpt='<path>', as eval.py takes it, works here too
     return args
 
 

@@ -18,7 +18,19 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-__all__ = ["job_dirname", "quote_path_overrides", "short_name", "unquote"]
+__all__ = ["PATH_KEYS", "job_dirname", "quote_path_overrides", "short_name", "unquote"]
+
+# Config keys whose value is a path (train.py, eval.py): quoted for Hydra when needed.
+PATH_KEYS = (
+    "ckpt",
+    "ckpt_path",
+    "data.root",
+    "feature_cache.dir",
+    "hydra.run.dir",
+    "hydra.sweep.dir",
+    "model.weights_file",
+    "paths.log_dir",
+)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -54,13 +66,16 @@ def unquote(value: str) -> str:
     return value
 
 
-def quote_path_overrides(argv: Iterable[str], keys: Iterable[str]) -> list[str]:
+def quote_path_overrides(argv: Iterable[str], keys: Iterable[str] = PATH_KEYS) -> list[str]:
     """``argv`` with the values of the path ``keys`` quoted for Hydra, unless already quoted.
 
-    ``ckpt=/runs/seed-0,lr=0.1/best.ckpt`` and ``ckpt='/runs/...'`` both reach Hydra as one
-    quoted string. A value with a quote inside it is left to Hydra as it is.
+    ``ckpt=/runs/seed=0,lr=0.1/best.ckpt`` and ``ckpt='/runs/...'`` both reach Hydra as one
+    quoted string. A value with a quote or an interpolation inside is left to Hydra as it is,
+    and so is a multirun's command line (``-m``), where a comma separates the values of a sweep.
     """
-    keys = tuple(keys)
+    argv, keys = list(argv), tuple(keys)
+    if "-m" in argv or "--multirun" in argv:
+        return argv
     out = []
     for arg in argv:
         key, sep, value = arg.partition("=")
