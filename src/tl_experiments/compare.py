@@ -11,6 +11,7 @@ import sys
 
 from tl_experiments.cli import run_command
 from tl_experiments.report import Report, render_selection, render_table, write_report
+from tl_experiments.report.caveats import render_caveats
 
 __all__ = ["main", "print_report"]
 
@@ -46,6 +47,8 @@ def print_report(report: Report) -> None:
     else:
         print(render_selection(report.comparison) + "\n")
         print(render_table(report.comparison))
+        caveats = render_caveats(report.comparison, report.frame)  # what the intervals cannot say
+        print(f"\n{caveats}" if caveats else "", end="")
     n_failed = sum(not r.ok for r in report.runs)
     if n_failed:
         print(f"\n{n_failed} failed run(s), listed in report.md.")
