@@ -34,3 +34,37 @@ def test_help_is_an_answer_not_an_error(capsys) -> None:
         parse_kv(["--help"], {"ckpt": None}, "python -m x ckpt=PATH")
     assert e.value.code == 0
     assert capsys.readouterr().out == "usage: python -m x ckpt=PATH\n"
+
+
+def test_closing_summary_names_what_exists_and_a_resume(tmp_path: Path) -> None:
+    from pytorch_lightning.loggers import CSVLogger
+
+    from tl_experiments.run.console import closing_summary
+    from tl_experiments.run.loggers import logger_outputs
+
+    metrics = {"train_seconds": 184.0, "test_size": 13, "analysis_seconds": 2.0}
+    csv = CSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    mlflow = "MLflow run 0a1b in sqlite:////abs/logs/mlflow.db"
+    outputs = [*logger_outputs([csv], tmp_path), mlflow]
+    assert outputs[0] == "csv/"
+    line = closing_summary(metrics, str(tmp_path), 133.0, 51.0, outputs).splitlines()[-1]
+    assert "tb/" not in line and "test_report.csv and csv/ are in the run folder" in line
+    assert line.endswith(f"; {mlflow}.")
+    # A resumed run: this session's seconds are not "in all" beside a longer training time.
+    assert "133 s since the resume, 184 s training in all (51 s of it before the resume)" in line
+    fresh = closing_summary(metrics, str(tmp_path), 190.0, 0.0, []).splitlines()[-1]
+    assert "190 s in all, 184 s training" in fresh and "test_report.csv are in" in fresh
+
+
+def test_mlflow_output_is_its_run_id_and_uri(tmp_path: Path) -> None:
+    from tl_experiments.run.loggers import create_loggers, logger_outputs
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    conf = {
+        "_target_": "pytorch_lightning.loggers.MLFlowLogger",
+        "experiment_name": "t",
+        "run_name": None,
+        "tracking_uri": store,
+    }
+    (logger,) = create_loggers({"mlflow": conf}, "seed=0")
+    assert logger_outputs([logger], tmp_path) == [f"MLflow run {logger.run_id} in {store}"]

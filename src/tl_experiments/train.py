@@ -30,7 +30,12 @@ from tl_experiments.models.module import TransferModule
 from tl_experiments.run.checkpoint_writer import LocalFileCheckpointIO
 from tl_experiments.run.console import RunProgress, closing_summary, quiet_third_party
 from tl_experiments.run.jobs import Placement, placed
-from tl_experiments.run.loggers import create_loggers, log_run_end, log_run_start
+from tl_experiments.run.loggers import (
+    create_loggers,
+    log_run_end,
+    log_run_start,
+    logger_outputs,
+)
 from tl_experiments.run.outputs import write_json_atomic, write_test_files
 from tl_experiments.run.peak_memory import measure_peak_memory
 from tl_experiments.run.record import HP_METRICS, collect_metrics, flat_hparams, run_name
@@ -123,7 +128,9 @@ def run(cfg: DictConfig) -> RunRecord:
         parts = _assemble(cfg, out, placement)
         train_seconds, fit_history = _fit(cfg, out, parts)
         metrics = _test_and_write(cfg, out, parts, train_seconds, fit_history)
-    print(closing_summary(metrics, str(out), time.perf_counter() - begin), flush=True)
+    seconds, outputs = time.perf_counter() - begin, logger_outputs(parts.trainer.loggers, out)
+    resumed = parts.history.resumed_seconds  # training before a resume, in train_seconds
+    print(closing_summary(metrics, str(out), seconds, resumed, outputs), flush=True)
     return metrics
 
 

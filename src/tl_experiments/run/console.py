@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
@@ -74,21 +75,41 @@ class RunProgress(RichProgressBar):
         return max(elapsed / done - elapsed, 0.0)
 
 
-def closing_summary(metrics: dict, out: str, seconds: float) -> str:
-    """The lines a run ends with: where its folder is, what it measured, how long it took."""
+def closing_summary(
+    metrics: dict,
+    out: str,
+    seconds: float,
+    resumed: float = 0.0,
+    outputs: Sequence[str] = ("tb/",),
+) -> str:
+    """The lines a run ends with: where its folder is, what it measured, how long it took
+    (``seconds`` in this process, ``resumed`` of training before a resume), and where each
+    logger's record is (``outputs``: folders inside the run folder end in ``/``)."""
 
     def pct(key: str) -> str:
         value = metrics.get(key)
         return "n/a" if value is None else f"{100 * value:.1f}%"
 
     analysis = metrics.get("analysis_seconds")
+    train = metrics.get("train_seconds", 0)
+    if resumed > 0:  # train_seconds counts the training before the resume too
+        time_line = (
+            f"Time: {seconds:.0f} s since the resume, {train:.0f} s training in all "
+            f"({resumed:.0f} s of it before the resume)"
+        )
+    else:
+        time_line = f"Time: {seconds:.0f} s in all, {train:.0f} s training"
+    here = ["metrics.json", "test_report.csv", *(o for o in outputs if o.endswith("/"))]
+    elsewhere = [o for o in outputs if not o.endswith("/")]
     return "\n".join(
         [
             f"Run folder: {out}",
             f"Best validation accuracy {pct('best_val_acc')}, test accuracy {pct('test_acc')} "
             f"(macro F1 {pct('test_f1_macro')}) on {metrics.get('test_size')} test images",
-            f"Time: {seconds:.0f} s in all, {metrics.get('train_seconds', 0):.0f} s training"
+            time_line
             + (f", {analysis:.0f} s analysis" if analysis is not None else "")
-            + "; metrics.json, test_report.csv and tb/ are in the run folder.",
+            + f"; {', '.join(here[:-1])} and {here[-1]} are in the run folder"
+            + "".join(f"; {o}" for o in elsewhere)
+            + ".",
         ]
     )

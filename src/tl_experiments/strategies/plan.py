@@ -9,6 +9,7 @@ last phase starts) and the run summary (each stage's lr) all read the same
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from tl_experiments.strategies.strategy import Strategy, stage_lrs
 
 __all__ = ["StrategyPlan", "compile_plan", "set_trainable"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class StrategyPlan:
@@ -29,12 +32,18 @@ class StrategyPlan:
     max_epochs: int | None  # None: compiled outside a fit, phase 0 only
     phases: tuple[Phase, ...]  # phase 0 is strategy.trainable, from epoch 0
     lrs: tuple[float, ...]  # each stage's base lr, stem to head (before schedules)
+    unreached: tuple[Phase, ...] = ()  # phases that would start at or after max_epochs
 
     @property
     def scheduled(self) -> bool:
         """Whether the strategy has a schedule (later phases, gradual unfreezing)."""
         s = self.strategy
         return bool(s.phases or s.unfreeze_every_n_epochs or s.unfreeze_milestones)
+
+    @property
+    def schedule_runs(self) -> bool:
+        """Whether a later phase starts within the run (assumed when its length is unknown)."""
+        return self.scheduled and (self.max_epochs is None or len(self.phases) > 1)
 
     @property
     def changes(self) -> bool:
@@ -71,8 +80,28 @@ def compile_plan(
     if max_epochs is None:
         first = Phase(0, frozenset(s.index for s in select_stages(stages, strategy.trainable)))
         return StrategyPlan(strategy, None, (first,), lrs)
-    return StrategyPlan(
-        strategy, max_epochs, tuple(build_phases(strategy, stages, max_epochs)), lrs
+    phases = build_phases(strategy, stages, max_epochs)
+    reached = tuple(p for p in phases if p.start < max_epochs)
+    unreached = tuple(p for p in phases if p.start >= max_epochs)
+    if unreached:
+        log.warning(_unreached_line(strategy, stages, reached, unreached, max_epochs))
+    return StrategyPlan(strategy, max_epochs, reached, lrs, unreached)
+
+
+def _unreached_line(
+    strategy: Strategy,
+    stages: Sequence[Stage],
+    reached: Sequence[Phase],
+    unreached: Sequence[Phase],
+    max_epochs: int,
+) -> str:
+    """One line: which phases never start, what the run trains instead, and the fix."""
+    names = ", ".join(s.name for s in stages if s.index in ever_trained(reached))
+    starts = ", ".join(str(p.start) for p in unreached)
+    return (
+        f"Strategy {strategy.name}: its phase(s) from epoch {starts} never start in "
+        f"trainer.max_epochs={max_epochs} epochs, so the run trains only {names}; raise "
+        f"trainer.max_epochs to at least {unreached[-1].start + 1} to run them."
     )
 
 
