@@ -27,6 +27,8 @@ def test_a_run_is_quiet_and_ends_with_a_summary(make_cfg, recwarn, capsys, caplo
     assert "Weights: none (random init)" in out and "lr" in out.split("Trainable")[0]
     assert f"Run folder: {Path(cfg.paths.output_dir)}" in out
     assert f"test accuracy {100 * metrics['test_acc']:.1f}%" in out
+    # A fresh run is no resume (test() reloads the history's state from best.ckpt).
+    assert " s in all, " in out and "resume" not in out.split("Run folder:")[-1]
 
 
 def test_help_is_an_answer_not_an_error(capsys) -> None:

@@ -129,8 +129,7 @@ def run(cfg: DictConfig) -> RunRecord:
         train_seconds, fit_history = _fit(cfg, out, parts)
         metrics = _test_and_write(cfg, out, parts, train_seconds, fit_history)
     seconds, outputs = time.perf_counter() - begin, logger_outputs(parts.trainer.loggers, out)
-    resumed = parts.history.resumed_seconds  # training before a resume, in train_seconds
-    print(closing_summary(metrics, str(out), seconds, resumed, outputs), flush=True)
+    print(closing_summary(metrics, str(out), seconds, parts.resumed_seconds, outputs), flush=True)
     return metrics
 
 
@@ -148,6 +147,7 @@ class _Parts:
     start: float  # perf_counter when training (and computing cached features) began
     started_at: float = field(default_factory=time.time)
     peak_memory_mb: dict = field(default_factory=dict)  # set by _fit
+    resumed_seconds: float = 0.0  # set by _fit: training before a resume (test() reloads it)
 
 
 def _assemble(cfg: DictConfig, out: Path, placement: Placement) -> _Parts:
@@ -198,7 +198,8 @@ def _fit(cfg: DictConfig, out: Path, parts: _Parts) -> tuple[float, list[dict]]:
         parts.trainer.fit(parts.module, datamodule=parts.dm, ckpt_path=resume_path(ckpt_path, out))
     parts.peak_memory_mb = peak  # the fit's, not the test's or the analysis'
     # A resumed run adds the fit time before its checkpoint, so resumed jobs compare fairly.
-    train_seconds = time.perf_counter() - parts.start + parts.history.resumed_seconds
+    parts.resumed_seconds = parts.history.resumed_seconds
+    train_seconds = time.perf_counter() - parts.start + parts.resumed_seconds
     return train_seconds, list(parts.history.rows)  # test() restores callback state
 
 

@@ -9,7 +9,6 @@ last phase starts) and the run summary (each stage's lr) all read the same
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -19,9 +18,7 @@ from tl_experiments.stages.stage import select_stages
 from tl_experiments.strategies.schedule import Phase, build_phases, ever_trained, phase_at
 from tl_experiments.strategies.strategy import Strategy, stage_lrs
 
-__all__ = ["StrategyPlan", "compile_plan", "set_trainable"]
-
-log = logging.getLogger(__name__)
+__all__ = ["StrategyPlan", "compile_plan", "set_trainable", "unreached_note"]
 
 
 @dataclass(frozen=True)
@@ -83,25 +80,20 @@ def compile_plan(
     phases = build_phases(strategy, stages, max_epochs)
     reached = tuple(p for p in phases if p.start < max_epochs)
     unreached = tuple(p for p in phases if p.start >= max_epochs)
-    if unreached:
-        log.warning(_unreached_line(strategy, stages, reached, unreached, max_epochs))
     return StrategyPlan(strategy, max_epochs, reached, lrs, unreached)
 
 
-def _unreached_line(
-    strategy: Strategy,
-    stages: Sequence[Stage],
-    reached: Sequence[Phase],
-    unreached: Sequence[Phase],
-    max_epochs: int,
-) -> str:
-    """One line: which phases never start, what the run trains instead, and the fix."""
-    names = ", ".join(s.name for s in stages if s.index in ever_trained(reached))
-    starts = ", ".join(str(p.start) for p in unreached)
+def unreached_note(plan: StrategyPlan, stages: Sequence[Stage]) -> str | None:
+    """One line when phases of ``plan`` never start: which, what the run trains instead,
+    and the fix (the schedule callback says it when a fit starts); else None."""
+    if not plan.unreached:
+        return None
+    names = ", ".join(s.name for s in stages if s.index in plan.ever_trained)
+    starts = ", ".join(str(p.start) for p in plan.unreached)
     return (
-        f"Strategy {strategy.name}: its phase(s) from epoch {starts} never start in "
-        f"trainer.max_epochs={max_epochs} epochs, so the run trains only {names}; raise "
-        f"trainer.max_epochs to at least {unreached[-1].start + 1} to run them."
+        f"Strategy {plan.strategy.name}: its phase(s) from epoch {starts} never start in "
+        f"trainer.max_epochs={plan.max_epochs} epochs, so the run trains only {names}; raise "
+        f"trainer.max_epochs to at least {plan.unreached[-1].start + 1} to run them."
     )
 
 
