@@ -46,7 +46,7 @@ from tl_experiments.advisor.rules import (
 )
 from tl_experiments.cli import guarded, register_resolvers
 from tl_experiments.data import ImageDataModule, ImageDataset, build_data, load_image_set
-from tl_experiments.errors import UserError
+from tl_experiments.errors import UserError, require_seed
 from tl_experiments.models import create_backbone
 from tl_experiments.models.backbone import ModelSpec, build_backbone
 from tl_experiments.run.outputs import write_json_atomic
@@ -190,7 +190,7 @@ def advise(cfg: DictConfig) -> dict:
     priority = _choice("priority", cfg.priority, PRIORITIES)
     for key, allowed in (("size", SIZE_CLASSES), ("similarity", SIMILARITIES), ("budget", BUDGETS)):
         _choice(key, cfg[key], allowed)
-    pl.seed_everything(cfg.seed, verbose=False)
+    pl.seed_everything(require_seed("seed", cfg.seed), verbose=False)
     dm, backbone = _build(cfg)
     judged = {"size": _judge_size(cfg, dm)}
     judged["similarity"] = _judge_similarity(cfg, dm, backbone)

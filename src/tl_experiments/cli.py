@@ -162,6 +162,10 @@ def _check_writable(run_dir: Path, key: str = "paths.log_dir") -> None:
     parent = run_dir
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
+    if parent.exists() and not parent.is_dir():  # mkdir would fail there whatever the rights
+        _exit(
+            f"Cannot create the output folder '{run_dir}': '{parent}' is a file; set {key} to a folder."
+        )
     try:  # the real test: can a folder be made there?
         import tempfile
 

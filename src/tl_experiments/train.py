@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.callbacks import EpochHistory, early_stopping
 from tl_experiments.data import build_data, load_image_set
-from tl_experiments.errors import UserError
+from tl_experiments.errors import UserError, require_seed
 from tl_experiments.feature_cache import (
     CachedHeadModule,
     FeatureCache,
@@ -153,7 +153,7 @@ class _Parts:
 def _assemble(cfg: DictConfig, out: Path, placement: Placement) -> _Parts:
     """Seed, data, module (on cached features when possible), summary, trainer."""
     started_at = time.time()
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(require_seed("seed", cfg.seed), workers=True)
     image_set = load_image_set(cfg.data.source, cfg.data.get("source_args"))
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
     w0 = snapshot_weights(module.backbone)
