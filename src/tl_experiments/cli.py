@@ -164,7 +164,8 @@ def _check_writable(run_dir: Path, key: str = "paths.log_dir") -> None:
         parent = parent.parent
     if parent.exists() and not parent.is_dir():  # mkdir would fail there whatever the rights
         _exit(
-            f"Cannot create the output folder '{run_dir}': '{parent}' is a file; set {key} to a folder."
+            f"Cannot create the output folder '{run_dir}': '{parent}' is a file; "
+            f"set {key} to a folder."
         )
     try:  # the real test: can a folder be made there?
         import tempfile
