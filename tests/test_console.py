@@ -70,3 +70,41 @@ def test_mlflow_output_is_its_run_id_and_uri(tmp_path: Path) -> None:
     }
     (logger,) = create_loggers({"mlflow": conf}, "seed=0")
     assert logger_outputs([logger], tmp_path) == [f"MLflow run {logger.run_id} in {store}"]
+
+
+def test_what_trains_is_said_once_and_when_it_changes(caplog) -> None:
+    from types import SimpleNamespace
+
+    from tl_experiments.strategies import Strategy
+    from tl_experiments.strategies.unfreeze import StageSchedule
+
+    stages = [SimpleNamespace(name=n, index=i) for i, n in enumerate(["stem", "stage1", "head"])]
+    module = SimpleNamespace(stages=stages, loggers=[], global_step=0)
+    schedule = StageSchedule(Strategy("s", trainable="head"))
+    with caplog.at_level("INFO"):
+        for epoch, trainable in enumerate([{2}, {2}, {2}, {1, 2}, {1, 2}]):
+            schedule._announce(module, epoch, frozenset(trainable))
+    said = [r.getMessage() for r in caplog.records if "training" in r.getMessage()]
+    assert said == [
+        "epoch 0: training head",  # was printed again at every epoch
+        "[schedule] epoch 3: unfreeze stage1 -> training stage1, head",
+    ]
+
+
+def test_lightnings_lines_about_nothing_are_dropped(caplog) -> None:
+    from tl_experiments.run.console import quiet_third_party
+
+    quiet_third_party()
+    lightning = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    with caplog.at_level("INFO"):
+        for line in (
+            "GPU available: False, used: False",
+            "TPU available: False, using: 0 TPU cores",
+            "Loading `train_dataloader` to estimate number of stepping batches.",
+            "💡 Tip: For seamless cloud logging ... litlogger",
+            "`Trainer.fit` stopped: `max_epochs=1` reached.",
+        ):
+            lightning.info(line)
+    assert [r.getMessage() for r in caplog.records] == [
+        "`Trainer.fit` stopped: `max_epochs=1` reached."
+    ]

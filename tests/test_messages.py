@@ -58,3 +58,15 @@ def test_each_command_has_its_own_help(config: str, command: str, header: str) -
         cfg = compose(config_name=config, return_hydra_config=True, overrides=["hydra.job.name=x"])
     assert cfg.hydra.help.header.startswith(header)
     assert cfg.hydra.help.footer.strip() == f"Every key and its value: {command} --cfg job"
+
+
+def test_the_seed_major_sweeper_is_the_default_without_hydras_schema_warning() -> None:
+    """A warning filter would not reach the joblib workers of a parallel sweep: no warning."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name="train", return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_.endswith("SeedMajorSweeper")
+    assert not [w for w in caught if "ConfigStore schema" in str(w.message)]

@@ -49,6 +49,7 @@ from tl_experiments.data import ImageDataModule, ImageDataset, build_data, load_
 from tl_experiments.errors import UserError, require_seed
 from tl_experiments.models import create_backbone
 from tl_experiments.models.backbone import ModelSpec, build_backbone
+from tl_experiments.run.console import quiet_third_party
 from tl_experiments.run.outputs import write_json_atomic
 from tl_experiments.strategies import Strategy
 
@@ -190,6 +191,7 @@ def advise(cfg: DictConfig) -> dict:
     priority = _choice("priority", cfg.priority, PRIORITIES)
     for key, allowed in (("size", SIZE_CLASSES), ("similarity", SIMILARITIES), ("budget", BUDGETS)):
         _choice(key, cfg[key], allowed)
+    quiet_third_party()
     pl.seed_everything(require_seed("seed", cfg.seed), verbose=False)
     dm, backbone = _build(cfg)
     judged = {"size": _judge_size(cfg, dm)}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -39,11 +38,6 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("tl_dirname", job_dirname)
     if not OmegaConf.has_resolver("tl_optuna_db"):
         OmegaConf.register_new_resolver("tl_optuna_db", optuna_sqlite)
-    # conf/hydra/sweeper/basic.yaml (the seed-major sweeper) takes the name of Hydra's own
-    # default sweeper on purpose (its header says why); Hydra warns about the shared name.
-    warnings.filterwarnings(
-        "ignore", message=r"\s*'hydra/sweeper/basic' is validated against ConfigStore schema"
-    )
 
 
 def optuna_sqlite(path: str) -> str:

@@ -17,14 +17,24 @@ from pytorch_lightning.callbacks import RichProgressBar
 __all__ = ["RunProgress", "closing_summary", "quiet_third_party"]
 
 
-class _DropAdverts(logging.Filter):
+# Lightning's lines that say nothing about this run: product adverts (litlogger, litmodels);
+# "GPU available: False, used: False" and the TPU line on every run (Lightning itself warns
+# "GPU available but not used", the one case that needs the user); the notice that it loads
+# the train loader to count steps.
+_NOISE = ("💡 Tip", "GPU available: ", "TPU available: ", "HPU available: ", "Loading `train_")
+
+
+class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
+        return not str(record.msg).startswith(_NOISE)
 
 
 def quiet_third_party() -> None:
-    """Filter the messages of Lightning that a user of this project can do nothing about."""
+    """Filter the messages of Lightning, torch and PIL that a user of this project can do
+    nothing about; called by every command (train, eval, advise) in every process that runs
+    a job, so the workers of a parallel sweep are quiet too."""
     from lightning_fabric.utilities.warnings import PossibleUserWarning
+    from PIL import Image
 
     # Frozen stages are put in eval mode on purpose (their BatchNorm statistics stay fixed,
     # strategy.train_bn); the model summary says which stages are frozen.
@@ -34,11 +44,12 @@ def quiet_third_party() -> None:
     # Lightning 2.6's own call into torch's pytree API (deprecated in torch 2.14); nothing
     # in this project or the user's config causes it.
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated")
-    # Product adverts (litlogger, litmodels), printed on every run.
+    # A photo over 89 Mpx: the user's own image, decoded on purpose (and then resized).
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropAdverts) for f in logger.filters):
-            logger.addFilter(_DropAdverts())
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
 
 
 class RunProgress(RichProgressBar):

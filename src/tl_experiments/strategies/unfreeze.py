@@ -168,8 +168,9 @@ class StageSchedule(BaseFinetuning):
             )
             rank_zero_info(f"[schedule] {line}")
             log_text(pl_module.loggers, "schedule", line, pl_module.global_step)
+        if self._trainable is None:  # the first epoch; later, a line only when it changes
+            log.info("epoch %d: training %s", epoch, names)
         self._trainable = trainable
-        log.info("epoch %d: training %s", epoch, names)
         metrics = {f"trainable/{s.name}": float(s.index in trainable) for s in stages}
         metrics["train/trainable_stages"] = float(len(trainable))
         for logger in pl_module.loggers:  # straight to the loggers: self.log's bookkeeping
