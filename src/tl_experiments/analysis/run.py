@@ -71,15 +71,7 @@ def analyze(
         The ``metrics.json`` fields ``drift``, ``cka``, ``imagenet_agreement``,
         ``shift_acc``, ``wise_ft`` (None when skipped) and ``analysis_seconds``.
     """
-    if isinstance(options, Mapping):
-        unknown = set(options) - set(AnalysisOptions.__dataclass_fields__)
-        if unknown:
-            raise UserError(
-                f"Unknown analysis option(s) {', '.join(sorted(unknown))}; the "
-                f"analysis block takes {', '.join(AnalysisOptions.__dataclass_fields__)}."
-            )
-        options = AnalysisOptions(**options)
-    options = _capped(options, trainer, dm.batch_size)
+    options = _capped(_options(options), trainer, dm.batch_size)
     start = time.perf_counter()
     backbone = module.backbone
     out: dict = {"drift": weight_drift(module.stages, w0), "cka": _cka(backbone, w0, dm, options)}
@@ -96,6 +88,18 @@ def analyze(
     if trainer is not None:
         _log(trainer.loggers, out, trainer.global_step)
     return out
+
+
+def _options(options: AnalysisOptions | Mapping) -> AnalysisOptions:
+    if isinstance(options, AnalysisOptions):
+        return options
+    unknown = set(options) - set(AnalysisOptions.__dataclass_fields__)
+    if unknown:
+        raise UserError(
+            f"Unknown analysis option(s) {', '.join(sorted(unknown))}; the "
+            f"analysis block takes {', '.join(AnalysisOptions.__dataclass_fields__)}."
+        )
+    return AnalysisOptions(**options)
 
 
 def _capped(
