@@ -49,7 +49,10 @@ def test_few_seeds_small_splits_and_equal_values_are_said(tmp_path: Path) -> Non
     cautions = [line for line in report.splitlines() if line.startswith("- **Caution**")]
     assert any("only 2 seeds" in c and "seed=0,1,2" in c for c in cautions)
     assert any("test split has 13 images" in c and "7.7 points" in c for c in cautions)
-    assert any(c.startswith("- **Caution**: partial_ft: the same value") for c in cautions)
+    assert any(
+        c.startswith("- **Caution**: partial_ft (validation, test vs best): the same value")
+        for c in cautions
+    )
 
 
 def test_a_sound_sweep_has_no_caution(tmp_path: Path) -> None:

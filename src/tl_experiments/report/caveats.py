@@ -88,16 +88,27 @@ def _differences(comparison: pd.DataFrame, split: str) -> list[float]:
 
 
 def _identical(comparison: pd.DataFrame) -> str:
-    """Rows whose test accuracy (or difference to the winner) was the same in every seed."""
-    names = []
+    """Rows whose accuracy (or difference to the winner) was the same in every seed."""
+    found = []
     for _, row in comparison.iterrows():
-        same_test = row["n"] >= 2 and math.isnan(row["test_acc_ci95"])
-        same_diff = row.get("pairs", 0) >= 2 and math.isnan(row.get("diff_ci95", math.nan))
-        if same_test or (same_diff and row["verdict"] not in (BEST, TIED)):
-            names.append(str(row["strategy"]))
-    if not names:
+        columns = [
+            name
+            for name, seeds, half in (
+                ("validation", row["n"], row["best_val_acc_ci95"]),
+                ("test", row["n"], row["test_acc_ci95"]),
+                ("test vs best", row.get("pairs", 0), row.get("diff_ci95", math.nan)),
+            )
+            if seeds >= 2 and math.isnan(half) and not (name == "test vs best" and _won(row))
+        ]
+        if columns:
+            found.append(f"{row['strategy']} ({', '.join(columns)})")
+    if not found:
         return ""
     return (
-        f"{', '.join(names)}: the same value in each of the few seeds, so no interval is shown; "
-        f"equal values from fewer than {MIN_SEEDS} seeds are chance, not certainty."
+        f"{'; '.join(found)}: the same value in each of the few seeds, so no interval is "
+        f"shown; equal values from fewer than {MIN_SEEDS} seeds are chance, not certainty."
     )
+
+
+def _won(row: pd.Series) -> bool:
+    return row["verdict"] in (BEST, TIED)
