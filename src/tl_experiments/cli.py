@@ -225,16 +225,17 @@ def _record_failure(cfg: DictConfig, e: BaseException, message: str) -> None:
 
 
 def parse_kv(
-    argv: Sequence[str], defaults: Mapping[str, str | None], usage: str
+    argv: Sequence[str], defaults: Mapping[str, str | None], usage: str, about: str = ""
 ) -> dict[str, str | None]:
-    """Parse ``key=value`` arguments over ``defaults`` (``None`` = optional, no default).
+    """Parse ``key=value`` arguments over ``defaults`` (``None`` = optional, no default);
+    ``--help`` prints ``usage`` and ``about`` (what each option does).
 
     Raises:
         UserError: on an argument without ``=`` or an unknown key; the message shows ``usage``.
     """
     args = dict(defaults)
     if any(a in ("-h", "--help") for a in argv):
-        print(f"usage: {usage}")
+        print(f"usage: {usage}" + (f"\n\n{about}" if about else ""))
         raise SystemExit(0)
     for arg in argv:
         key, sep, value = arg.partition("=")
