@@ -31,6 +31,11 @@ def test_job_folder_is_one_safe_name_inside_the_sweep(overrides: str, tmp_path: 
 
 def test_job_folder_names_are_readable_and_distinct() -> None:
     assert job_dirname("seed=0,strategy=full_ft").startswith("seed-0_strategy-full_ft_")
+    # What a sweep varies (groups, seed) is read first, before long dotted settings.
+    many = "data.batch_size=16,data.samples_per_class=3,model=test_resnet,seed=1,strategy=lp_ft"
+    assert job_dirname(many + ",trainer.limit_val_batches=1").startswith(
+        "model-test_resnet_seed-1_strategy-lp_ft_data.batch_size-16"
+    )
     # Readable parts that agree (after cleaning or cutting) still give two folders.
     assert job_dirname("data.root=/a/b") != job_dirname("data.root=/a_b")
     long = "x" * 100
@@ -43,7 +48,8 @@ def test_sweep_subdir_from_the_real_config_stays_inside() -> None:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides, return_hydra_config=True)
     subdir = str(cfg.hydra.sweep.subdir)
-    assert "/" not in subdir and "=" not in subdir and subdir.startswith("data.root-._._x_photos")
+    assert "/" not in subdir and "=" not in subdir
+    assert subdir.startswith("data-image_folder_seed-0_data.root-._._x_photos")
     assert subdir == job_dirname(cfg.hydra.job.override_dirname)  # threads: not in the name
 
 

@@ -38,14 +38,19 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 def job_dirname(overrides: str, limit: int = 60) -> str:
     """A sweep job's folder name from its override string (``hydra.job.override_dirname``).
 
-    ``seed=0,strategy=full_ft`` gives ``seed-0_strategy-full_ft_<8 hex>``: ``=`` becomes
-    ``-``, every other character outside ``[A-Za-z0-9._-]`` ``_``, a run of dots one dot,
-    the readable part cut to ``limit`` characters; the hash (of the whole string) keeps two
-    jobs whose readable parts agree apart. No overrides: an empty name (the sweep folder).
+    ``seed=0,strategy=full_ft`` gives ``seed-0_strategy-full_ft_<8 hex>``: undotted keys
+    first, ``=`` becomes ``-``, every other character outside ``[A-Za-z0-9._-]`` ``_``, a run
+    of dots one dot, the readable part cut to ``limit`` characters; the hash (of the whole
+    string) keeps two jobs whose readable parts agree apart. No overrides: an empty name
+    (the sweep folder).
     """
     if not overrides:
         return ""
-    readable = _UNSAFE.sub("_", overrides.replace("=", "-"))
+    # Choices of whole groups and top-level keys (strategy=, seed=, model=) first: what a
+    # sweep usually varies stays readable when the dotted settings are cut off.
+    items = overrides.split(",")  # only for reading: the hash covers the exact string
+    items.sort(key=lambda item: "." in item.partition("=")[0])
+    readable = _UNSAFE.sub("_", ",".join(items).replace("=", "-"))
     readable = re.sub(r"\.{2,}", ".", readable).strip("._-")[:limit].rstrip("._-")
     digest = hashlib.sha1(overrides.encode()).hexdigest()[:8]
     return f"{readable}_{digest}" if readable else digest
