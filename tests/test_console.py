@@ -91,10 +91,17 @@ def test_what_trains_is_said_once_and_when_it_changes(caplog) -> None:
     ]
 
 
-def test_lightnings_lines_about_nothing_are_dropped(caplog) -> None:
+def test_lightnings_lines_about_nothing_are_dropped(caplog, recwarn) -> None:
+    import warnings
+
+    from PIL import Image
+
     from tl_experiments.run.console import quiet_third_party
 
     quiet_third_party()
+    bomb = Image.DecompressionBombWarning
+    warnings.warn("Image size (100000000 pixels) exceeds limit", bomb, stacklevel=1)
+    assert not recwarn.list  # a large photo of the user's own is no attack
     lightning = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     with caplog.at_level("INFO"):
         for line in (
@@ -107,4 +114,25 @@ def test_lightnings_lines_about_nothing_are_dropped(caplog) -> None:
             lightning.info(line)
     assert [r.getMessage() for r in caplog.records] == [
         "`Trainer.fit` stopped: `max_epochs=1` reached."
+    ]
+
+
+def test_resuming_does_not_warn_that_its_checkpoint_folder_is_not_empty(tmp_path: Path) -> None:
+    import os
+    import warnings
+
+    import torch
+
+    from tl_experiments.run.resume import resume_path
+
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"epoch": 0}, tmp_path / "checkpoints" / "last.ckpt")
+    folder = os.path.realpath(tmp_path / "checkpoints")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resume_path("last", tmp_path).endswith("last.ckpt")
+        warnings.warn(f"Checkpoint directory {folder} exists and is not empty.", stacklevel=1)
+        warnings.warn(f"Checkpoint directory {folder}-other exists and is not empty.", stacklevel=1)
+    assert [str(w.message) for w in caught] == [
+        f"Checkpoint directory {folder}-other exists and is not empty."
     ]
