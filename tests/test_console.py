@@ -136,3 +136,20 @@ def test_resuming_does_not_warn_that_its_checkpoint_folder_is_not_empty(tmp_path
     assert [str(w.message) for w in caught] == [
         f"Checkpoint directory {folder}-other exists and is not empty."
     ]
+
+
+def test_a_run_on_cached_features_does_not_warn_about_its_logging_interval(
+    make_cfg, recwarn
+) -> None:
+    cfg = make_cfg(  # trainer=cpu (no batch limits): the cache is used
+        "model=test_resnet",
+        "strategy=feature_extraction",
+        "data.samples_per_class=5",
+        "data.batch_size=4",
+        "trainer.max_epochs=1",
+        "analysis.enabled=false",
+        tiny=False,
+    )
+    metrics = run(cfg)
+    assert metrics["feature_cache"]  # one batch an epoch, where 50 images made 13 batches
+    assert not [w for w in recwarn if "log_every_n_steps" in str(w.message)]

@@ -165,7 +165,7 @@ def _assemble(cfg: DictConfig, out: Path, placement: Placement) -> _Parts:
     module, dm = _maybe_cache_features(cfg, module, dm, data_cfg)
     summary = _write_summary(cfg, module, out)
     history = EpochHistory()
-    batches = -(-len(dm.splits["train"]) // dm.batch_size)
+    batches = dm.train_batches  # 1 on cached features: a split is one batch
     if cfg.trainer.get("limit_train_batches") and cfg.trainer.limit_train_batches >= 1:
         batches = min(batches, int(cfg.trainer.limit_train_batches))
     extra = placement.callbacks
