@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from tl_experiments.cli import guarded, preflight, register_resolvers
+from tl_experiments.paths import quote_path_overrides
 
 register_resolvers()
 
@@ -24,5 +25,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = quote_path_overrides(sys.argv[1:])  # a path as the report prints it
     preflight(sys.argv[1:], "eval")
     main()

@@ -160,9 +160,13 @@ def test_natural_photos_and_head_agreement() -> None:
 # --- a run -----------------------------------------------------------------------------------
 
 
-def test_tiny_run_writes_analysis_fields(make_cfg) -> None:
+def test_tiny_run_writes_analysis_fields(make_cfg, caplog) -> None:
     cfg = make_cfg("strategy=partial_ft", "analysis.shift_max_images=64", "analysis.max_images=64")
-    run(cfg)
+    with caplog.at_level("INFO", logger="tl_experiments.analysis.run"):
+        run(cfg)
+    said = [r.getMessage() for r in caplog.records if r.name == "tl_experiments.analysis.run"]
+    assert [line.split(" ")[1] for line in said] == ["CKA", "accuracy", "WiSE-FT,"]  # a line a part
+    assert said[1].startswith("Analysis: accuracy on 4 shifted copies of 32 test images")
     metrics = json.loads(Path(cfg.paths.output_dir, "metrics.json").read_text())
     stages = ["stem", "stage1", "stage2", "stage3", "stage4"]
     assert list(metrics["drift"]) == stages and list(metrics["cka"]) == stages

@@ -89,3 +89,18 @@ def test_every_split_is_decoded_before_training(tmp_path: Path) -> None:
     backbone = timm.create_model("test_resnet", num_classes=2)
     with pytest.raises(UserError, match=r"Cannot read image '.*test/b/bad\.png'"):
         create_datamodule(image_folder(tmp_path), backbone, 32, val_fraction=0.25)
+
+
+def test_an_image_size_the_model_is_not_meant_for_is_said(caplog) -> None:
+    import timm
+
+    from tl_experiments.data.transforms import build_transforms, smallest_size
+
+    backbone = timm.create_model("test_resnet", num_classes=3)
+    assert smallest_size(backbone)[0] == 32  # its last feature map is 1/32 of the input
+    with caplog.at_level("WARNING", logger="tl_experiments.data.transforms"):
+        build_transforms(backbone, 32, augment=False)
+        assert not caplog.records
+        build_transforms(backbone, 17, augment=False)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "model.img_size=17 is below what test_resnet is meant for (at least 32 px" in line

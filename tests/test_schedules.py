@@ -191,6 +191,34 @@ def test_phases_compile_from_the_strategy() -> None:
     assert stage_scales(phases, 4, 7, warmup_epochs=2) == pytest.approx([0.1] * 7)
 
 
+def test_a_phase_that_never_starts_is_said_in_one_line(make_cfg, caplog) -> None:
+    """lp_ft in 1 epoch: its fine-tuning phase would start at epoch 1, after the run."""
+    import timm
+
+    from tl_experiments.strategies.plan import compile_plan, unreached_note
+
+    stages = get_stages(timm.create_model("test_efficientnet", num_classes=3))
+    lp = Strategy.from_dict(
+        {"name": "lp_ft", "trainable": "head", "phases": [{"start": 0.25, "trainable": "all"}]}
+    )
+    short = compile_plan(lp, stages, 1)
+    assert [p.start for p in short.phases] == [0] and not short.schedule_runs
+    assert short.ever_trained == {6}  # nothing below the head ever trains: cacheable
+    line = unreached_note(short, stages)
+    assert "from epoch 1 never start" in line and "trains only head" in line
+    assert "trainer.max_epochs to at least 2" in line
+    assert unreached_note(compile_plan(lp, stages, 4), stages) is None
+    assert compile_plan(lp, stages, 4).schedule_runs
+    # Said once, when the fit starts (the test and the cached path compile the plan again).
+    from tl_experiments.train import run
+
+    cfg = make_cfg("strategy=lp_ft", "trainer.max_epochs=1", "analysis.enabled=false")
+    with caplog.at_level("WARNING", logger="tl_experiments.strategies.unfreeze"):
+        run(cfg)
+    said = [r.getMessage() for r in caplog.records if "never start" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("Strategy lp_ft: its phase(s) from epoch 1")
+
+
 @pytest.mark.parametrize(
     ("cfg", "message"),
     [

@@ -138,6 +138,7 @@ def test_head_only_checkpoint_fills_in_only_the_same_backbone(make_cfg, tmp_path
         (["strategy=feature_extraction"], None),
         (["strategy=full_ft"], "stages below the head train"),
         (["strategy=lp_ft"], "stages below the head train"),  # unfreezes later
+        (["strategy=lp_ft", "trainer.max_epochs=1"], None),  # ...after the run: never
         (["strategy=feature_extraction", "data.augment=true"], "random augmentation"),
         (["strategy=feature_extraction", "strategy.train_bn=true"], "train_bn"),
         (["strategy=feature_extraction", "trainer.limit_train_batches=3"], "limit_train"),

@@ -43,7 +43,7 @@ def test_sweep_report_failures_and_resume(tmp_path: Path) -> None:
         ("full_ft", 1),
     ]
     named = [p.parent.name for p in sweep.rglob("metrics.json")]  # folders named by overrides
-    assert any("seed=0" in n and "strategy=full_ft" in n for n in named)
+    assert any("seed-0" in n and "strategy-full_ft" in n for n in named)
     # Seed-major although strategy came first: every strategy's seed 0 before any seed 1.
     plan = json.loads((sweep / "sweep_plan.json").read_text())["jobs"]
     seeds = [next(o for o in job if o.startswith("seed=")) for job in plan]

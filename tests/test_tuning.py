@@ -97,7 +97,8 @@ def test_selection_never_reads_a_test_accuracy(make_cfg, tmp_path, monkeypatch):
     val = dict(zip(lrs, CURVES, strict=True))
     test = {1e-3: 0.99, 3e-3: 0.10, 1e-2: 0.98}
     log: list = []
-    record = tuned_run(cfg, tmp_path / "run", _fake_steps(val, test, log))
+    record, parts = tuned_run(cfg, tmp_path / "run", _fake_steps(val, test, log))
+    assert parts.lr == 3e-3
     assert record["selected"] == {"lr": 3e-3}
     assert [e for e in log if e[0] == "test"] == [("test", 3e-3)]
     # The survivor resumed from its rung checkpoint (not retrained), the others stopped.

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from tl_experiments.errors import UserError
+from tl_experiments.paths import job_dirname, unquote
 from tl_experiments.run.outputs import write_json_atomic
 
 __all__ = [
@@ -30,28 +30,14 @@ __all__ = [
 ]
 
 
-def short_dirname(name: str, limit: int = 120) -> str:
-    """A sweep job's folder name: its overrides, hashed when too long for a file name."""
-    if len(name) <= limit:
-        return name
-    import hashlib
-
-    return f"{name[: limit - 12]}_{hashlib.sha1(name.encode()).hexdigest()[:10]}"
-
-
 def register_resolvers() -> None:
     """OmegaConf resolvers the configs use (``${tl_dirname:...}``); call before Hydra."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("tl_dirname"):
-        OmegaConf.register_new_resolver("tl_dirname", short_dirname)
+        OmegaConf.register_new_resolver("tl_dirname", job_dirname)
     if not OmegaConf.has_resolver("tl_optuna_db"):
         OmegaConf.register_new_resolver("tl_optuna_db", optuna_sqlite)
-    # conf/hydra/sweeper/basic.yaml (the seed-major sweeper) takes the name of Hydra's own
-    # default sweeper on purpose (its header says why); Hydra warns about the shared name.
-    warnings.filterwarnings(
-        "ignore", message=r"\s*'hydra/sweeper/basic' is validated against ConfigStore schema"
-    )
 
 
 def optuna_sqlite(path: str) -> str:
@@ -170,6 +156,11 @@ def _check_writable(run_dir: Path, key: str = "paths.log_dir") -> None:
     parent = run_dir
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
+    if parent.exists() and not parent.is_dir():  # mkdir would fail there whatever the rights
+        _exit(
+            f"Cannot create the output folder '{run_dir}': '{parent}' is a file; "
+            f"set {key} to a folder."
+        )
     try:  # the real test: can a folder be made there?
         import tempfile
 
@@ -234,22 +225,23 @@ def _record_failure(cfg: DictConfig, e: BaseException, message: str) -> None:
 
 
 def parse_kv(
-    argv: Sequence[str], defaults: Mapping[str, str | None], usage: str
+    argv: Sequence[str], defaults: Mapping[str, str | None], usage: str, about: str = ""
 ) -> dict[str, str | None]:
-    """Parse ``key=value`` arguments over ``defaults`` (``None`` = optional, no default).
+    """Parse ``key=value`` arguments over ``defaults`` (``None`` = optional, no default);
+    ``--help`` prints ``usage`` and ``about`` (what each option does).
 
     Raises:
         UserError: on an argument without ``=`` or an unknown key; the message shows ``usage``.
     """
     args = dict(defaults)
     if any(a in ("-h", "--help") for a in argv):
-        print(f"usage: {usage}")
+        print(f"usage: {usage}" + (f"\n\n{about}" if about else ""))
         raise SystemExit(0)
     for arg in argv:
         key, sep, value = arg.partition("=")
         if not sep or key not in defaults:
             raise UserError(f"Unknown argument '{arg}'; usage: {usage}")
-        args[key] = value
+        args[key] = unquote(value)  # ckpt='<path>', as eval.py takes it, works here too
     return args
 
 

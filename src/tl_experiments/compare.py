@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from tl_experiments.cli import run_command
-from tl_experiments.report import Report, render_selection, render_table, write_report
+
+if TYPE_CHECKING:  # pandas and matplotlib are imported when a report is made: --help is quick
+    from tl_experiments.report import Report
 
 __all__ = ["main", "print_report"]
 
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    from tl_experiments.report import write_report
+
     report = write_report(args.sweep_dir, args.out)
     print_report(report)
     print(f"\nWrote {', '.join(str(f) for f in report.files)}", file=sys.stderr)
@@ -41,11 +46,16 @@ def _main(argv: list[str]) -> int:
 
 def print_report(report: Report) -> None:
     """The comparison as the console shows it: tuned or fixed recipe, the table, failures."""
+    from tl_experiments.report import render_selection, render_table
+    from tl_experiments.report.caveats import render_caveats
+
     if report.comparison.empty:
         print("No finished runs; see the failed runs in report.md.")
     else:
         print(render_selection(report.comparison) + "\n")
         print(render_table(report.comparison))
+        caveats = render_caveats(report.comparison, report.frame)  # what the intervals cannot say
+        print(f"\n{caveats}" if caveats else "", end="")
     n_failed = sum(not r.ok for r in report.runs)
     if n_failed:
         print(f"\n{n_failed} failed run(s), listed in report.md.")

@@ -1,6 +1,6 @@
 """The one exception type for mistakes a user can fix (config, data, weights)."""
 
-__all__ = ["UserError", "require_number"]
+__all__ = ["UserError", "require_number", "require_seed"]
 
 
 class UserError(Exception):
@@ -21,4 +21,14 @@ def require_number(key: str, value: object, integer: bool = False, positive: boo
     if not ok:
         example = "10" if integer else "0.001"
         raise UserError(f"{key}={value} is not {kind}; set {key} to {kind} such as {example}.")
+    return value
+
+
+def require_seed(key: str, value: object) -> int:
+    """``value`` of ``key`` if it is a seed numpy and torch accept (a whole number from 0 to
+    2**32 - 1); otherwise a :class:`UserError` naming the key, the value and the fix."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32:
+        raise UserError(
+            f"{key}={value} is not a seed; set {key} to a whole number from 0 to {2**32 - 1}."
+        )
     return value

@@ -19,6 +19,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from tl_experiments.data import DataSpec, ImageDataModule, ImageSet, load_image_set, make_splits
 from tl_experiments.errors import UserError
 from tl_experiments.models.checkpoint import eval_transform, load_checkpoint, module_from_checkpoint
+from tl_experiments.run.console import quiet_third_party
 from tl_experiments.run.outputs import write_json_atomic, write_test_files
 
 __all__ = ["SPLITS", "evaluate", "eval_images"]
@@ -140,6 +141,7 @@ def evaluate(cfg: DictConfig) -> dict:
     """
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise UserError("No checkpoint given; pass ckpt=<run folder>/checkpoints/best.ckpt.")
+    quiet_third_party()  # Lightning's pytree deprecation, adverts, GPU/TPU lines
     out = Path(cfg.paths.output_dir)
     ckpt = load_checkpoint(cfg.ckpt)
     module = module_from_checkpoint(ckpt)

@@ -17,17 +17,14 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from tl_experiments.cli import find_images, parse_kv, positive_int, run_command
-from tl_experiments.data import to_pil
 from tl_experiments.errors import UserError
-from tl_experiments.evaluate import eval_images
-from tl_experiments.export_formats import FORMATS, RUNNERS, SUFFIXES, WRITERS
-from tl_experiments.models.checkpoint import eval_transform, load_checkpoint, module_from_checkpoint
 from tl_experiments.run.outputs import write_json_atomic
+
+if TYPE_CHECKING:  # torch is imported where it is used: --help answers in well under 3 s
+    import torch
 
 __all__ = ["best_checkpoint", "check_batch", "export", "main"]
 
@@ -45,6 +42,17 @@ _DEFAULTS = {
     "atol": "1e-4",
 }
 _INSTALL = "pip install 'tl-experiments[export]' (onnx, onnxruntime)"
+HELP = f"""Export a checkpoint to ONNX or TorchScript, checked against PyTorch on real images.
+  ckpt=PATH            a checkpoint, as report.md prints it (quoted or not)
+  sweep=SWEEP_DIR      instead of ckpt: the best run of a sweep (its validation winner)
+  format=onnx          onnx (needs {_INSTALL}) or torchscript; ONNX falls back to
+                       TorchScript, with a note, where it cannot express the model
+  out=PATH             the model file (default: beside the checkpoint; for a sweep,
+                       <sweep>/best_model.onnx); a sidecar .json with classes and normalisation
+  images=DIR_OR_FILES  images for the check (default: the training data's test split)
+  check_images=16      how many images the check runs
+  atol=1e-4            the largest difference of the logits allowed; above it the file is
+                       removed and the command fails"""
 
 
 def best_checkpoint(sweep_dir: str | Path) -> Path:
@@ -77,6 +85,13 @@ def best_checkpoint(sweep_dir: str | Path) -> Path:
 
 def check_batch(ckpt: dict, images: str | None, n: int) -> torch.Tensor:
     """Up to ``n`` real images, transformed as in training: ``images`` or the test split."""
+    import numpy as np
+    import torch
+
+    from tl_experiments.data import to_pil
+    from tl_experiments.evaluate import eval_images
+    from tl_experiments.models.checkpoint import eval_transform
+
     tf = eval_transform(ckpt)
     if images:
         files = find_images(images)
@@ -117,6 +132,12 @@ def export(
         UserError: when outputs differ from PyTorch's by more than ``atol`` (max absolute
             difference of the logits), or for a bad checkpoint, format or image.
     """
+    import numpy as np
+    import torch
+
+    from tl_experiments.export_formats import FORMATS, RUNNERS, SUFFIXES
+    from tl_experiments.models.checkpoint import load_checkpoint, module_from_checkpoint
+
     if fmt not in FORMATS:
         raise UserError(f"format={fmt} is not one of {', '.join(FORMATS)}; pick one of them.")
     if fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None:
@@ -145,6 +166,8 @@ def export(
 
 def _write(model: torch.nn.Module, example: torch.Tensor, fmt: str, path: Path) -> tuple[str, Path]:
     """Write ``fmt``, or TorchScript where ONNX cannot express the model; return which."""
+    from tl_experiments.export_formats import SUFFIXES, WRITERS
+
     try:
         WRITERS[fmt](model, example, path)
         return fmt, path
@@ -186,7 +209,11 @@ def _write_sidecar(ckpt: dict, ckpt_path, fmt: str, path: Path, diff: float, n: 
 
 
 def _main(argv: list[str]) -> int:
-    args = parse_kv(argv, _DEFAULTS, USAGE)
+    args = parse_kv(argv, _DEFAULTS, USAGE, HELP)
+    from tl_experiments.export_formats import SUFFIXES
+    from tl_experiments.run.console import quiet_third_party
+
+    quiet_third_party()  # PIL's warning on a photo over 89 Mpx, Lightning's notices
     if bool(args["ckpt"]) == bool(args["sweep"]):
         raise UserError(f"Pass exactly one of ckpt=PATH or sweep=SWEEP_DIR; usage: {USAGE}")
     ckpt, out = args["ckpt"], args["out"]

@@ -13,14 +13,14 @@ import csv
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING
 
 from tl_experiments.cli import find_images, parse_kv, positive_int, run_command
-from tl_experiments.data import to_pil
 from tl_experiments.errors import UserError
-from tl_experiments.models.checkpoint import eval_transform, load_checkpoint, module_from_checkpoint
+
+if TYPE_CHECKING:  # torch is imported where it is used: --help answers in well under 3 s
+    import torch
+    import torch.nn as nn
 
 __all__ = ["main", "predict", "predict_files"]
 
@@ -28,14 +28,23 @@ USAGE = (
     "python -m tl_experiments.predict ckpt=PATH images=DIR_OR_FILES [topk=5] "
     "[csv=OUT.csv] [batch_size=32]"
 )
+HELP = """Classify images with a trained checkpoint: the top classes and their probabilities.
+  ckpt=PATH          a checkpoint, as report.md prints it (quoted or not)
+  images=DIR_OR_FILES  image files and folders (searched recursively), comma-separated
+  topk=5             how many classes to print per image
+  csv=OUT.csv        also write every (image, rank, class, probability) row to this file
+  batch_size=32      images per forward pass (lower it if memory runs out)
+The eval transform and the class names come from the checkpoint."""
 
 
-@torch.no_grad()
 def predict(
     model: nn.Module, batch: torch.Tensor, class_names: Sequence[str], topk: int
 ) -> list[list[tuple[str, float]]]:
     """Top-``topk`` (class name, probability) pairs for each image of a transformed batch."""
-    probs = model(batch).softmax(dim=1)
+    import torch
+
+    with torch.no_grad():
+        probs = model(batch).softmax(dim=1)
     values, indices = probs.topk(min(topk, probs.shape[1]), dim=1)
     return [
         [(class_names[i], float(p)) for p, i in zip(ps, ids, strict=True)]
@@ -52,6 +61,10 @@ def predict_files(
     batch_size: int = 32,
 ) -> list[list[tuple[str, float]]]:
     """:func:`predict` over image files, ``batch_size`` at a time (unreadable file: UserError)."""
+    import torch
+
+    from tl_experiments.data import to_pil
+
     model.eval()
     results = []
     for start in range(0, len(files), batch_size):
@@ -74,11 +87,22 @@ def write_csv(files: Sequence[Path], results: list[list[tuple[str, float]]], pat
 
 def _main(argv: list[str]) -> int:
     args = parse_kv(
-        argv, {"ckpt": None, "images": None, "topk": "5", "csv": None, "batch_size": "32"}, USAGE
+        argv,
+        {"ckpt": None, "images": None, "topk": "5", "csv": None, "batch_size": "32"},
+        USAGE,
+        HELP,
     )
     for key in ("ckpt", "images"):
         if not args[key]:
             raise UserError(f"Missing {key}=...; usage: {USAGE}")
+    from tl_experiments.models.checkpoint import (
+        eval_transform,
+        load_checkpoint,
+        module_from_checkpoint,
+    )
+    from tl_experiments.run.console import quiet_third_party
+
+    quiet_third_party()  # PIL's warning on a photo over 89 Mpx, Lightning's notices
     topk, batch_size = positive_int(args, "topk"), positive_int(args, "batch_size")
     ckpt = load_checkpoint(args["ckpt"])
     files = find_images(args["images"])

@@ -18,7 +18,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from tl_experiments.analysis import analyze, snapshot_weights
 from tl_experiments.callbacks import EpochHistory, RandomState, early_stopping
 from tl_experiments.data import build_data, load_image_set
-from tl_experiments.errors import UserError
+from tl_experiments.errors import UserError, require_seed
 from tl_experiments.feature_cache import (
     CachedHeadModule,
     FeatureCache,
@@ -32,7 +32,12 @@ from tl_experiments.run.checkpoint_writer import LocalFileCheckpointIO
 from tl_experiments.run.console import RunProgress, closing_summary, quiet_third_party
 from tl_experiments.run.deferred_analysis import analyse_pending, analysis_pending
 from tl_experiments.run.jobs import Placement, placed
-from tl_experiments.run.loggers import create_loggers, log_run_end, log_run_start
+from tl_experiments.run.loggers import (
+    create_loggers,
+    log_run_end,
+    log_run_start,
+    logger_outputs,
+)
 from tl_experiments.run.outputs import write_json_atomic, write_test_files
 from tl_experiments.run.peak_memory import measure_peak_memory
 from tl_experiments.run.record import HP_METRICS, collect_metrics, flat_hparams, run_name
@@ -131,7 +136,8 @@ def run(cfg: DictConfig) -> RunRecord:
     with placed(cfg, out) as placement:
         if tuning_applies(cfg):  # each candidate of strategy.search, then the selected one
             steps = TuningSteps(partial(_assemble, placement=placement), _fit, _test_and_write)
-            metrics = tuned_run(cfg, out, steps)
+            metrics, parts = tuned_run(cfg, out, steps)
+            parts.resumed_seconds = 0.0  # the search's pauses at its rungs are no resume
         else:
             parts = _assemble(cfg, out, placement=placement)
             train_seconds, fit_history = _fit(cfg, out, parts)
@@ -139,7 +145,8 @@ def run(cfg: DictConfig) -> RunRecord:
     if (out / "metrics.json").is_file():  # rank 0 wrote it: add the job's CPU seconds (all
         metrics["cpu_seconds"] = round(time.process_time() - cpu, 2)  # threads; a cost that
         write_json_atomic(metrics, out / "metrics.json")  # other jobs' load hardly moves)
-    print(closing_summary(metrics, str(out), time.perf_counter() - begin), flush=True)
+    seconds, outputs = time.perf_counter() - begin, logger_outputs(parts.trainer.loggers, out)
+    print(closing_summary(metrics, str(out), seconds, parts.resumed_seconds, outputs), flush=True)
     return metrics
 
 
@@ -157,12 +164,13 @@ class _Parts:
     start: float  # perf_counter when training (and computing cached features) began
     started_at: float = field(default_factory=time.time)
     peak_memory_mb: dict = field(default_factory=dict)  # set by _fit
+    resumed_seconds: float = 0.0  # set by _fit: training before a resume (test() reloads it)
 
 
 def _assemble(cfg: DictConfig, out: Path, *callbacks: pl.Callback, placement: Placement) -> _Parts:
     """Seed, data, module (on cached features when possible), summary, trainer."""
     started_at = time.time()
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(require_seed("seed", cfg.seed), workers=True)
     image_set = load_image_set(cfg.data.source, cfg.data.get("source_args"))
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
     w0 = snapshot_weights(module.backbone)
@@ -174,7 +182,7 @@ def _assemble(cfg: DictConfig, out: Path, *callbacks: pl.Callback, placement: Pl
     module, dm = _maybe_cache_features(cfg, module, dm, data_cfg)
     summary = _write_summary(cfg, module, out)
     history = EpochHistory()
-    batches = -(-len(dm.splits["train"]) // dm.batch_size)
+    batches = dm.train_batches  # 1 on cached features: a split is one batch
     if cfg.trainer.get("limit_train_batches") and cfg.trainer.limit_train_batches >= 1:
         batches = min(batches, int(cfg.trainer.limit_train_batches))
     extra = [*placement.callbacks, *callbacks]
@@ -210,7 +218,8 @@ def _fit(
         parts.trainer.fit(parts.module, datamodule=parts.dm, ckpt_path=resume_path(ckpt_path, out))
     parts.peak_memory_mb = peak  # the fit's, not the test's or the analysis'
     # A resumed run adds the fit time before its checkpoint, so resumed jobs compare fairly.
-    train_seconds = time.perf_counter() - parts.start + parts.history.resumed_seconds
+    parts.resumed_seconds = parts.history.resumed_seconds
+    train_seconds = time.perf_counter() - parts.start + parts.resumed_seconds
     return train_seconds, list(parts.history.rows)  # test() restores callback state
 
 

@@ -23,9 +23,16 @@ class SeedMajorSweeperConf(BasicSweeperConf):
     _target_: str = "hydra_plugins.tl_experiments_sweeper.seed_major_sweeper.SeedMajorSweeper"
 
 
-ConfigStore.instance().store(
-    group="hydra/sweeper", name="seed_major", node=SeedMajorSweeperConf, provider="tl_experiments"
-)
+# Also under the name of Hydra's own default sweeper, so it is the default of every multirun
+# while an experiment can still pick another (`override /hydra/sweeper: optuna`); an override
+# in train.yaml's defaults list would win over the experiment's. Hydra scans its core plugins
+# before hydra_plugins, so this entry replaces BasicSweeper's. A conf/hydra/sweeper/basic.yaml
+# would do the same but makes Hydra warn (5 lines, in every job of a parallel sweep) that a
+# file is validated against a ConfigStore schema of the same name.
+for _name in ("seed_major", "basic"):
+    ConfigStore.instance().store(
+        group="hydra/sweeper", name=_name, node=SeedMajorSweeperConf, provider="tl_experiments"
+    )
 
 
 class SeedMajorSweeper(BasicSweeper):

@@ -19,7 +19,7 @@ from tl_experiments.analysis.imagenet import imagenet_agreement
 from tl_experiments.analysis.images import split_images
 from tl_experiments.analysis.photos import natural_photos
 from tl_experiments.analysis.shifts import SHIFTS, shift_accuracy
-from tl_experiments.analysis.wise_ft import log_curve, wise_ft_curve
+from tl_experiments.analysis.wise_ft import ALPHAS, log_curve, wise_ft_curve
 from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.errors import UserError
 from tl_experiments.models import get_stages
@@ -72,15 +72,7 @@ def analyze(
         The ``metrics.json`` fields ``drift``, ``cka``, ``imagenet_agreement``,
         ``shift_acc``, ``wise_ft`` (None when skipped) and ``analysis_seconds``.
     """
-    if isinstance(options, Mapping):
-        unknown = set(options) - set(AnalysisOptions.__dataclass_fields__)
-        if unknown:
-            raise UserError(
-                f"Unknown analysis option(s) {', '.join(sorted(unknown))}; the "
-                f"analysis block takes {', '.join(AnalysisOptions.__dataclass_fields__)}."
-            )
-        options = AnalysisOptions(**options)
-    options = _capped(options, trainer, dm.batch_size)
+    options = _capped(_options(options), trainer, dm.batch_size)
     start = time.perf_counter()
     backbone = module.backbone
     out: dict = {"drift": weight_drift(module.stages, w0), "cka": _cka(backbone, w0, dm, options)}
@@ -88,6 +80,7 @@ def analyze(
     out["shift_acc"] = None
     if options.shifts:
         images, labels = split_images(dm, "test", options.shift_max_images)
+        _progress(f"accuracy on {len(SHIFTS)} shifted copies of {len(images)} test images")
         out["shift_acc"] = shift_accuracy(
             backbone, images, labels, data_cfg["mean"], data_cfg["std"], tuple(SHIFTS)
         )
@@ -96,6 +89,18 @@ def analyze(
     if trainer is not None:
         _log(trainer.loggers, out, trainer.global_step)
     return out
+
+
+def _options(options: AnalysisOptions | Mapping) -> AnalysisOptions:
+    if isinstance(options, AnalysisOptions):
+        return options
+    unknown = set(options) - set(AnalysisOptions.__dataclass_fields__)
+    if unknown:
+        raise UserError(
+            f"Unknown analysis option(s) {', '.join(sorted(unknown))}; the "
+            f"analysis block takes {', '.join(AnalysisOptions.__dataclass_fields__)}."
+        )
+    return AnalysisOptions(**options)
 
 
 def _capped(
@@ -124,6 +129,10 @@ def _wise_ft(module, w0, dm, data_cfg, options: AnalysisOptions, drift: dict) ->
     val = split_images(dm, "val", options.wise_ft_val_images)
     test = split_images(dm, "test", options.shift_max_images)
     shifts = tuple(SHIFTS) if options.shifts else ()
+    _progress(
+        f"WiSE-FT, {len(ALPHAS)} mixes of the pretrained and fine-tuned backbone on "
+        f"{len(val[0])} validation and {len(test[0])} test images"
+    )
     return wise_ft_curve(module.backbone, w0, val, test, data_cfg, shifts)
 
 
@@ -132,6 +141,7 @@ def _cka(
 ) -> dict[str, float]:
     """Per stage, linear CKA of the starting and trained backbone on validation images."""
     images, _ = split_images(dm, "val", options.max_images)
+    _progress(f"CKA of each stage to its starting features on {len(images)} validation images")
     start = copy.deepcopy(backbone)
     start.load_state_dict(w0)  # buffers too: BatchNorm statistics as they were
     before = stage_features(start, get_stages(start), images)
@@ -154,8 +164,14 @@ def _agreement(
     except UserError as e:  # e.g. a fine-tuned file whose head is not ImageNet's
         log.info("ImageNet-head agreement skipped: %s", e)
         return None
+    _progress(f"ImageNet-head agreement on {options.photos} natural photos")
     photos = natural_photos(options.photos, options.photo_size, data_cfg["mean"], data_cfg["std"])
     return imagenet_agreement(module.backbone, original, photos)
+
+
+def _progress(part: str) -> None:
+    """One line as each part of the analysis starts (a part can take minutes)."""
+    log.info("Analysis: %s.", part)
 
 
 def _log(loggers, out: dict, step: int) -> None:

@@ -159,6 +159,11 @@ class ImageDataModule(SplitDataModule):
         self.image_datasets: dict[str, Dataset] = {}
 
     @property
+    def train_batches(self) -> int:
+        """Optimizer steps in one training epoch."""
+        return -(-len(self.splits["train"]) // self.batch_size)
+
+    @property
     def class_names(self) -> list[str]:
         return self.image_set.class_names
 

@@ -12,7 +12,7 @@ from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.data.sources import ImageSet, load_source
 from tl_experiments.data.split import make_splits
 from tl_experiments.data.transforms import build_transforms
-from tl_experiments.errors import UserError, require_number
+from tl_experiments.errors import UserError, require_number, require_seed
 
 __all__ = ["WHERE_KEYS", "DataSpec", "build_data", "create_datamodule", "load_image_set"]
 
@@ -63,6 +63,7 @@ class DataSpec:
         require_number("data.batch_size", self.batch_size, integer=True, positive=True)
         require_number("data.val_fraction", self.val_fraction)
         require_number("data.test_fraction", self.test_fraction)
+        require_seed("data.split_seed", self.split_seed)
         if self.samples_per_class is not None:
             require_number("data.samples_per_class", self.samples_per_class, integer=True)
 

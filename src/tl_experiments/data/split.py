@@ -37,7 +37,10 @@ def make_splits(
         if name in given:
             splits[name] = given[name]
         else:
-            splits[name], pool = _stratified_take(labels, pool, frac, rng)
+            taken, rest = _stratified_take(labels, pool, frac, rng)
+            if len(taken) == 0 and len(pool):
+                raise UserError(_empty_split(name, frac, np.bincount(labels[pool])))
+            splits[name], pool = taken, rest
     if samples_per_class is not None:
         pool = _per_class(labels, pool, samples_per_class, draw_seed)
     splits["train"] = pool
@@ -47,6 +50,21 @@ def make_splits(
                 f"The {name} split is empty; raise data.{name}_fraction or add more images."
             )
     return splits
+
+
+def _empty_split(name: str, frac: float, counts: np.ndarray) -> str:
+    """Why carving ``frac`` of each class took nothing: the classes are too small."""
+    key = f"data.{name}_fraction"
+    if frac == 0:
+        return f"The {name} split is empty: {key}=0; set it above 0 or give a {name}/ folder."
+    need = int(0.5 / frac) + 1  # round(frac * n) >= 1 from n = need on
+    counts = counts[counts > 0]
+    return (
+        f"The {name} split is empty: {key}={frac} takes round({frac} x n) images of a class "
+        f"of n, none below {need}, and the largest of the {len(counts)} classes has "
+        f"{counts.max()} image(s); add images (at least {need} to a class), or give the "
+        f"splits as folders (root/train/<class>/, root/{name}/<class>/)."
+    )
 
 
 def _stratified_take(

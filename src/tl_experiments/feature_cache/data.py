@@ -66,6 +66,11 @@ class CachedFeatureData(SplitDataModule):
             raise AttributeError(name)
         return getattr(self.images, name)
 
+    @property
+    def train_batches(self) -> int:
+        """One step an epoch: a cached split is served whole."""
+        return 1
+
     def split_dataset(self, split: str) -> FeatureSplit:
         if split not in self.datasets:
             features = self.features(split)  # first: it may drop unreadable images

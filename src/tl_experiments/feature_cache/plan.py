@@ -70,7 +70,8 @@ def cache_blocker(
     precision = str((trainer_args or {}).get("precision", "32-true"))
     if precision in ("16", "16-mixed"):  # Lightning's names for fp16 autocast + GradScaler
         return f"trainer.precision={precision} (fp16 needs a loss scaler at every step)"
-    if any(s.trainable for s in stages[:-1]) or module.plan.scheduled:
+    # A schedule whose later phases never start (lp_ft in 1 epoch) trains the head alone.
+    if any(s.trainable for s in stages[:-1]) or module.plan.schedule_runs:
         kinds = "" if not strategy.parameter_efficient else f" ({'/'.join(strategy.kinds)} only)"
         return f"stages below the head train{kinds}"
     if strategy.train_bn:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from tl_experiments.report.paired import BEST, TIED
+from tl_experiments.report.table import MIN_SEEDS
 
 __all__ = ["ADVICE_FILE", "MIN_SEEDS", "pick_is_right", "read_advice", "render_advice_check"]
 
@@ -45,8 +46,7 @@ def _acc(group: pd.Series) -> str:
 
 
 # A pick counts as right when it is the validation winner or the data cannot tell it apart
-# from the winner (paired over seeds); that takes at least this many seeds.
-MIN_SEEDS = 3
+# from the winner (paired over seeds); that takes at least MIN_SEEDS seeds.
 
 
 def pick_is_right(comparison: pd.DataFrame, pick: str) -> bool | None:

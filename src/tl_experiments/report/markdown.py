@@ -10,6 +10,7 @@ import pandas as pd
 
 from tl_experiments.report.advice_check import render_advice_check
 from tl_experiments.report.analysis_tables import render_analysis
+from tl_experiments.report.caveats import render_caveats
 from tl_experiments.report.collect import GROUP_KEYS, Run
 from tl_experiments.report.paired import BEST, TIED
 from tl_experiments.report.table import LOW_GAP, MODERATE_GAP, varying_keys
@@ -46,12 +47,28 @@ def format_count(value: float) -> str:
     return f"{value:.0f}"
 
 
-def format_mean_ci(mean: float, half_width: float, scale: float = 1.0, digits: int = 1) -> str:
-    """'mean ± half-width' in the given units; just the mean when there is no interval."""
+def format_mean_ci(
+    mean: float,
+    half_width: float,
+    scale: float = 1.0,
+    digits: int = 1,
+    bounds: tuple[float, float] | None = None,
+) -> str:
+    """'mean ± half-width' in the given units; just the mean when there is no interval.
+
+    With ``bounds`` (what the value can be: accuracy 0..1, a difference of two -1..1), an
+    interval that crosses one is printed clipped, as 'mean (low–high)'.
+    """
     if math.isnan(mean):
         return "?"
     text = f"{mean * scale:.{digits}f}"
-    return text if math.isnan(half_width) else f"{text} ± {half_width * scale:.{digits}f}"
+    if math.isnan(half_width):
+        return text
+    low, high = mean - half_width, mean + half_width
+    if bounds is None or bounds[0] <= low and high <= bounds[1]:
+        return f"{text} ± {half_width * scale:.{digits}f}"
+    low, high = max(low, bounds[0]) * scale, min(high, bounds[1]) * scale
+    return f"{text} ({low:.{digits}f}–{high:.{digits}f})"
 
 
 def format_time_ci(centre: float, low: float, high: float) -> str:
@@ -108,11 +125,11 @@ def render_table(summary: pd.DataFrame) -> str:
         ]
         cells += _cost_cells(g) if costs else []
         cells += [
-            format_mean_ci(g["best_val_acc_mean"], g["best_val_acc_ci95"], scale=100),
-            format_mean_ci(g["test_acc_mean"], g["test_acc_ci95"], scale=100),
+            format_mean_ci(g["best_val_acc_mean"], g["best_val_acc_ci95"], 100, bounds=(0, 1)),
+            format_mean_ci(g["test_acc_mean"], g["test_acc_ci95"], 100, bounds=(0, 1)),
         ]
         if paired:
-            diff = format_mean_ci(g["diff_mean"], g["diff_ci95"], scale=100)
+            diff = format_mean_ci(g["diff_mean"], g["diff_ci95"], 100, bounds=(-1, 1))
             cells += ["–" if g["verdict"] in (BEST, TIED) else diff, g["verdict"]]
         cells += [
             format_mean_ci(g["train_val_gap_mean"], math.nan, scale=100),
@@ -164,7 +181,9 @@ def _span(counts: pd.Series) -> str:
 
 def _render_reading(comparison: pd.DataFrame) -> str:
     return (
-        "Values are mean ± 95% Student-t interval over seeds (no interval with one seed); "
+        "Values are mean ± 95% Student-t interval over seeds (none with one seed, or with "
+        "equal values from fewer than 3); an interval beyond 0 or 100% is shown clipped, as "
+        "(low–high); "
         "train time is the geometric mean (low–high of its 95% interval, on the log scale: "
         "times spread by factors, with the load on the machine). "
         "*Test vs best* is this row's test accuracy minus the validation winner's, paired "
@@ -254,6 +273,7 @@ def render_report(
         "## Comparison",
         "" if empty else render_selection(comparison),
         render_table(comparison) if not empty else "No finished runs.",
+        "" if empty else render_caveats(comparison, frame),
         "" if empty else _render_constants(comparison),
         "" if empty else _render_reading(comparison),
         *(["## Every setting tried", render_table(summary)] if tuned else []),

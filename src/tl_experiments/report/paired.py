@@ -3,7 +3,7 @@
 A run's seed draws its training images (``data.samples_per_class``) and its batch order;
 validation and test images are the same for every run. So two strategies' runs of one seed
 saw the same data, and their difference in test accuracy is measured on a pair: the mean of
-the per-seed differences and its Student-t 95% interval (``mean_ci95`` of the differences)
+the per-seed differences and its Student-t 95% interval (``seed_interval`` of the differences)
 say whether the data can tell the two apart. Pairing removes the between-seed variation that
 unpaired intervals carry, so it is both the stricter and the fairer test.
 
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tl_experiments.report.collect import GROUP_KEYS
-from tl_experiments.report.table import mean_ci95
+from tl_experiments.report.table import seed_interval
 
 __all__ = ["BEST", "TIED", "compare_to_winner", "paired_difference", "select_settings"]
 
@@ -56,10 +56,11 @@ def select_settings(summary: pd.DataFrame) -> pd.DataFrame:
 
 def paired_difference(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
     """Mean of ``a[seed] - b[seed]`` over the seeds both have, the half-width of its 95%
-    Student-t interval (NaN with fewer than two pairs), and the number of pairs."""
+    Student-t interval (NaN with fewer than two pairs, or fewer than ``MIN_SEEDS`` equal
+    differences), and the number of pairs."""
     seeds = sorted(set(a) & set(b))
     diffs = [a[s] - b[s] for s in seeds if not (_nan(a[s]) or _nan(b[s]))]
-    mean, half = mean_ci95(diffs)
+    mean, half = seed_interval(diffs)
     return mean, half, len(diffs)
 
 

@@ -18,7 +18,9 @@ __all__ = [
     "LOW_GAP",
     "MODERATE_GAP",
     "mean_ci95",
+    "MIN_SEEDS",
     "overfitting_label",
+    "seed_interval",
     "summarize",
     "varying_keys",
 ]
@@ -55,6 +57,20 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     return mean, t * float(arr.std(ddof=1)) / math.sqrt(arr.size)
 
 
+# Fewer seeds than this cannot separate anything: t_{0.975,1} = 12.7 (2 seeds), and two equal
+# values give a zero-width interval by chance, which would read as certainty.
+MIN_SEEDS = 3
+
+
+def seed_interval(values: Sequence[float]) -> tuple[float, float]:
+    """:func:`mean_ci95` over seeds, with no interval (NaN) where fewer than ``MIN_SEEDS``
+    values are all equal: their zero spread is chance, not a measured certainty."""
+    mean, half = mean_ci95(values)
+    n = sum(v is not None and not math.isnan(v) for v in values)
+    # "Equal" up to float rounding: 10/13 - 11/13 and 11/13 - 12/13 differ in the last bit.
+    return (mean, math.nan) if half < 1e-9 and n < MIN_SEEDS else (mean, half)
+
+
 def geo_mean_ci95(values: Sequence[float]) -> tuple[float, float, float]:
     """Geometric mean of positive values and its 95% interval: the Student-t interval of the
     mean of the logs, taken back with exp. Returns (centre, low, high); low and high are NaN
@@ -80,7 +96,7 @@ def _summarize_group(runs: pd.DataFrame) -> dict[str, float | int | str]:
     row: dict[str, float | int | str] = {"n": len(runs)}
     row["trainable_params"] = float(runs["trainable_params"].mean())
     for metric in _CI_METRICS:
-        row[f"{metric}_mean"], row[f"{metric}_ci95"] = mean_ci95(runs[metric].tolist())
+        row[f"{metric}_mean"], row[f"{metric}_ci95"] = seed_interval(runs[metric].tolist())
     for metric in _TIME_METRICS:
         centre, low, high = geo_mean_ci95(runs[metric].tolist())
         row[f"{metric}_mean"], row[f"{metric}_low"], row[f"{metric}_high"] = centre, low, high

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
@@ -16,14 +17,24 @@ from pytorch_lightning.callbacks import RichProgressBar
 __all__ = ["RunProgress", "closing_summary", "quiet_third_party"]
 
 
-class _DropAdverts(logging.Filter):
+# Lightning's lines that say nothing about this run: product adverts (litlogger, litmodels);
+# "GPU available: False, used: False" and the TPU line on every run (Lightning itself warns
+# "GPU available but not used", the one case that needs the user); the notice that it loads
+# the train loader to count steps.
+_NOISE = ("💡 Tip", "GPU available: ", "TPU available: ", "HPU available: ", "Loading `train_")
+
+
+class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡 Tip")
+        return not str(record.msg).startswith(_NOISE)
 
 
 def quiet_third_party() -> None:
-    """Filter the messages of Lightning that a user of this project can do nothing about."""
+    """Filter the messages of Lightning, torch and PIL that a user of this project can do
+    nothing about; called by every command (train, eval, advise) in every process that runs
+    a job, so the workers of a parallel sweep are quiet too."""
     from lightning_fabric.utilities.warnings import PossibleUserWarning
+    from PIL import Image
 
     # Frozen stages are put in eval mode on purpose (their BatchNorm statistics stay fixed,
     # strategy.train_bn); the model summary says which stages are frozen.
@@ -33,11 +44,12 @@ def quiet_third_party() -> None:
     # Lightning 2.6's own call into torch's pytree API (deprecated in torch 2.14); nothing
     # in this project or the user's config causes it.
     warnings.filterwarnings("ignore", r".*isinstance\(treespec, LeafSpec\)` is deprecated")
-    # Product adverts (litlogger, litmodels), printed on every run.
+    # A photo over 89 Mpx: the user's own image, decoded on purpose (and then resized).
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropAdverts) for f in logger.filters):
-            logger.addFilter(_DropAdverts())
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
 
 
 class RunProgress(RichProgressBar):
@@ -74,21 +86,41 @@ class RunProgress(RichProgressBar):
         return max(elapsed / done - elapsed, 0.0)
 
 
-def closing_summary(metrics: dict, out: str, seconds: float) -> str:
-    """The lines a run ends with: where its folder is, what it measured, how long it took."""
+def closing_summary(
+    metrics: dict,
+    out: str,
+    seconds: float,
+    resumed: float = 0.0,
+    outputs: Sequence[str] = ("tb/",),
+) -> str:
+    """The lines a run ends with: where its folder is, what it measured, how long it took
+    (``seconds`` in this process, ``resumed`` of training before a resume), and where each
+    logger's record is (``outputs``: folders inside the run folder end in ``/``)."""
 
     def pct(key: str) -> str:
         value = metrics.get(key)
         return "n/a" if value is None else f"{100 * value:.1f}%"
 
     analysis = metrics.get("analysis_seconds")
+    train = metrics.get("train_seconds", 0)
+    if resumed > 0:  # train_seconds counts the training before the resume too
+        time_line = (
+            f"Time: {seconds:.0f} s since the resume, {train:.0f} s training in all "
+            f"({resumed:.0f} s of it before the resume)"
+        )
+    else:
+        time_line = f"Time: {seconds:.0f} s in all, {train:.0f} s training"
+    here = ["metrics.json", "test_report.csv", *(o for o in outputs if o.endswith("/"))]
+    elsewhere = [o for o in outputs if not o.endswith("/")]
     return "\n".join(
         [
             f"Run folder: {out}",
             f"Best validation accuracy {pct('best_val_acc')}, test accuracy {pct('test_acc')} "
             f"(macro F1 {pct('test_f1_macro')}) on {metrics.get('test_size')} test images",
-            f"Time: {seconds:.0f} s in all, {metrics.get('train_seconds', 0):.0f} s training"
+            time_line
             + (f", {analysis:.0f} s analysis" if analysis is not None else "")
-            + "; metrics.json, test_report.csv and tb/ are in the run folder.",
+            + f"; {', '.join(here[:-1])} and {here[-1]} are in the run folder"
+            + "".join(f"; {o}" for o in elsewhere)
+            + ".",
         ]
     )

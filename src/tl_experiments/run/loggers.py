@@ -26,7 +26,14 @@ from pytorch_lightning.loggers import (
 
 from tl_experiments.errors import UserError
 
-__all__ = ["SCALARS_LAYOUT", "create_loggers", "log_run_end", "log_run_start", "log_text"]
+__all__ = [
+    "SCALARS_LAYOUT",
+    "create_loggers",
+    "log_run_end",
+    "log_run_start",
+    "log_text",
+    "logger_outputs",
+]
 
 # TensorBoard's custom-scalars dashboard: one chart per group, tags matched as regexes.
 # Every run writes it; TensorBoard merges the layouts of a sweep's runs (duplicates dropped).
@@ -195,3 +202,25 @@ def _write_matrix(matrix: Sequence[Sequence[int]], names: Sequence[str], path: P
         writer.writerows(
             [name, *(int(v) for v in row)] for name, row in zip(names, matrix, strict=True)
         )
+
+
+def logger_outputs(loggers: Sequence[Logger], out: Path) -> list[str]:
+    """Where each logger's record is, for the closing summary: a folder (``tb/``, ``csv/``,
+    the W&B run's folder; relative to the run folder ``out`` when inside it, with a
+    trailing slash) or an MLflow run (its id and tracking URI)."""
+    found = []
+    for logger in loggers:
+        if isinstance(logger, MLFlowLogger):
+            found.append(f"MLflow run {logger.run_id} in {logger.experiment.tracking_uri}")
+        elif isinstance(logger, WandbLogger):
+            found.append(_folder(Path(logger.experiment.dir).parent, out))
+        elif getattr(logger, "log_dir", None):  # TensorBoard, CSV and most others: a folder
+            found.append(_folder(Path(logger.log_dir), out))
+    return found
+
+
+def _folder(path: Path, out: Path) -> str:
+    try:
+        return f"{path.resolve().relative_to(Path(out).resolve())}/"
+    except ValueError:
+        return f"{path}/"

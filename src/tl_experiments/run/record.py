@@ -92,14 +92,14 @@ def _num(x) -> float | None:
 
 
 def run_name(cfg: DictConfig) -> str:
-    """A run's name in TensorBoard's hparams table, MLflow and W&B: the job's overrides as
-    its sweep folder is named (``seed=0,strategy=full_ft``), else strategy and seed."""
+    """A run's name in TensorBoard's hparams table, MLflow and W&B: the job's overrides
+    (``seed=0,strategy=full_ft``), else strategy and seed."""
     from hydra.core.hydra_config import HydraConfig
 
-    from tl_experiments.cli import short_dirname
+    from tl_experiments.paths import short_name
 
     name = HydraConfig.get().job.override_dirname if HydraConfig.initialized() else ""
-    return short_dirname(name or f"seed={cfg.seed},strategy={cfg.strategy.name}")
+    return short_name(name or f"seed={cfg.seed},strategy={cfg.strategy.name}")
 
 
 def flat_hparams(cfg: DictConfig, name: str | None = None) -> dict:

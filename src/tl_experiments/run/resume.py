@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,4 +63,8 @@ def resume_path(ckpt_path: str | None, out: Path) -> str | None:
             f"Refused to resume from '{path}': it is not a plain checkpoint "
             f"({type(e).__name__}); use a checkpoint written by train.py."
         ) from None
+    # Resuming into the folder that holds the checkpoint: Lightning's warning that the
+    # checkpoint folder is not empty is expected, not news.
+    folder = re.escape(os.path.realpath(out / "checkpoints"))  # as Lightning prints it
+    warnings.filterwarnings("ignore", f"Checkpoint directory {folder} exists and is not empty")
     return str(path)

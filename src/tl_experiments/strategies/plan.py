@@ -18,7 +18,7 @@ from tl_experiments.stages.stage import select_stages
 from tl_experiments.strategies.schedule import Phase, build_phases, ever_trained, phase_at
 from tl_experiments.strategies.strategy import Strategy, stage_lrs
 
-__all__ = ["StrategyPlan", "compile_plan", "set_trainable"]
+__all__ = ["StrategyPlan", "compile_plan", "set_trainable", "unreached_note"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,18 @@ class StrategyPlan:
     max_epochs: int | None  # None: compiled outside a fit, phase 0 only
     phases: tuple[Phase, ...]  # phase 0 is strategy.trainable, from epoch 0
     lrs: tuple[float, ...]  # each stage's base lr, stem to head (before schedules)
+    unreached: tuple[Phase, ...] = ()  # phases that would start at or after max_epochs
 
     @property
     def scheduled(self) -> bool:
         """Whether the strategy has a schedule (later phases, gradual unfreezing)."""
         s = self.strategy
         return bool(s.phases or s.unfreeze_every_n_epochs or s.unfreeze_milestones)
+
+    @property
+    def schedule_runs(self) -> bool:
+        """Whether a later phase starts within the run (assumed when its length is unknown)."""
+        return self.scheduled and (self.max_epochs is None or len(self.phases) > 1)
 
     @property
     def changes(self) -> bool:
@@ -71,8 +77,23 @@ def compile_plan(
     if max_epochs is None:
         first = Phase(0, frozenset(s.index for s in select_stages(stages, strategy.trainable)))
         return StrategyPlan(strategy, None, (first,), lrs)
-    return StrategyPlan(
-        strategy, max_epochs, tuple(build_phases(strategy, stages, max_epochs)), lrs
+    phases = build_phases(strategy, stages, max_epochs)
+    reached = tuple(p for p in phases if p.start < max_epochs)
+    unreached = tuple(p for p in phases if p.start >= max_epochs)
+    return StrategyPlan(strategy, max_epochs, reached, lrs, unreached)
+
+
+def unreached_note(plan: StrategyPlan, stages: Sequence[Stage]) -> str | None:
+    """One line when phases of ``plan`` never start: which, what the run trains instead,
+    and the fix (the schedule callback says it when a fit starts); else None."""
+    if not plan.unreached:
+        return None
+    names = ", ".join(s.name for s in stages if s.index in plan.ever_trained)
+    starts = ", ".join(str(p.start) for p in plan.unreached)
+    return (
+        f"Strategy {plan.strategy.name}: its phase(s) from epoch {starts} never start in "
+        f"trainer.max_epochs={plan.max_epochs} epochs, so the run trains only {names}; raise "
+        f"trainer.max_epochs to at least {plan.unreached[-1].start + 1} to run them."
     )
 
 

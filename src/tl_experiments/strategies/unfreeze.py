@@ -21,7 +21,7 @@ from torch.optim import Optimizer
 from tl_experiments.errors import UserError
 from tl_experiments.run.loggers import log_text
 from tl_experiments.stages.stage import batch_norms
-from tl_experiments.strategies.plan import compile_plan, set_trainable
+from tl_experiments.strategies.plan import compile_plan, set_trainable, unreached_note
 from tl_experiments.strategies.schedule import (
     Phase,
     phase_at,
@@ -55,6 +55,9 @@ class StageSchedule(BaseFinetuning):
             plan = pl_module.plan = compile_plan(self.strategy, pl_module.stages, epochs)
         self.phases = list(plan.phases)
         if stage == "fit":  # test/validate keep the module as training left it
+            note = unreached_note(plan, pl_module.stages)  # lp_ft in 1 epoch: a probe only
+            if note and trainer.is_global_zero:
+                log.warning(note)
             super().setup(trainer, pl_module, stage)
 
     def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
@@ -165,8 +168,9 @@ class StageSchedule(BaseFinetuning):
             )
             rank_zero_info(f"[schedule] {line}")
             log_text(pl_module.loggers, "schedule", line, pl_module.global_step)
+        if self._trainable is None:  # the first epoch; later, a line only when it changes
+            log.info("epoch %d: training %s", epoch, names)
         self._trainable = trainable
-        log.info("epoch %d: training %s", epoch, names)
         metrics = {f"trainable/{s.name}": float(s.index in trainable) for s in stages}
         metrics["train/trainable_stages"] = float(len(trainable))
         for logger in pl_module.loggers:  # straight to the loggers: self.log's bookkeeping

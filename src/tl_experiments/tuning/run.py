@@ -101,8 +101,9 @@ def _candidate_cfg(cfg: DictConfig, params: dict[str, Any], out: Path) -> DictCo
     return c
 
 
-def tuned_run(cfg: DictConfig, out: Path, steps: TuningSteps) -> RunRecord:
-    """Search the strategy's grid on validation, then test and write the selected setting."""
+def tuned_run(cfg: DictConfig, out: Path, steps: TuningSteps) -> tuple[RunRecord, Any]:
+    """Search the strategy's grid on validation, then test and write the selected setting;
+    its record and the selected candidate's parts (what ``steps.assemble`` returned)."""
     params = grid(search_space(cfg))
     epochs, tune = int(cfg.trainer.max_epochs), cfg.tune
     first = max(1, round(epochs * float(tune.rung)))
@@ -138,7 +139,7 @@ def tuned_run(cfg: DictConfig, out: Path, steps: TuningSteps) -> RunRecord:
             entry["reference_test_acc"] = _test_once(c.parts)
     metrics = steps.finish(cfg, out, chosen.parts, seconds, chosen.history, record)
     _link_best(chosen.parts, out)
-    return metrics
+    return metrics, chosen.parts
 
 
 def _record(result: SearchResult, cands: list[_Candidate], first: int, tune) -> dict:
