@@ -272,15 +272,9 @@ def _analyse(cfg: DictConfig, parts: _Parts, metrics: dict) -> bool:
         return False
     log.info("Analysis: drift, CKA, ImageNet agreement, shifted test sets (docs/shift.md).")
     try:
-        metrics |= analyze(
-            parts.module,
-            parts.dm,
-            parts.data_cfg,
-            parts.w0,
-            OmegaConf.to_container(cfg.analysis),
-            OmegaConf.to_container(cfg.model),
-            parts.trainer,
-        )
+        options, model = OmegaConf.to_container(cfg.analysis), OmegaConf.to_container(cfg.model)
+        p = parts
+        metrics |= analyze(p.module, p.dm, p.data_cfg, p.w0, options, model, p.trainer)
     except KeyboardInterrupt:
         metrics["analysis_interrupted"] = True
         return True
