@@ -9,8 +9,12 @@ errors the same way.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
+import re
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,8 +38,6 @@ def short_dirname(name: str, limit: int = 120) -> str:
     """A sweep job's folder name: its overrides, hashed when too long for a file name."""
     if len(name) <= limit:
         return name
-    import hashlib
-
     return f"{name[: limit - 12]}_{hashlib.sha1(name.encode()).hexdigest()[:10]}"
 
 
@@ -43,15 +45,21 @@ def register_resolvers() -> None:
     """OmegaConf resolvers the configs use (``${tl_dirname:...}``); call before Hydra."""
     from omegaconf import OmegaConf
 
-    if not OmegaConf.has_resolver("tl_dirname"):
-        OmegaConf.register_new_resolver("tl_dirname", short_dirname)
-    if not OmegaConf.has_resolver("tl_optuna_db"):
-        OmegaConf.register_new_resolver("tl_optuna_db", optuna_sqlite)
+    resolvers = {"tl_dirname": short_dirname, "tl_optuna_db": optuna_sqlite}
+    for name, resolver in (resolvers | {"tl_model_default": _model_default}).items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
     # conf/hydra/sweeper/basic.yaml (the seed-major sweeper) takes the name of Hydra's own
     # default sweeper on purpose (its header says why); Hydra warns about the shared name.
     warnings.filterwarnings(
         "ignore", message=r"\s*'hydra/sweeper/basic' is validated against ConfigStore schema"
     )
+
+
+def _model_default(*args):  # conf/model: torch and timm imported only when it resolves
+    from tl_experiments.models.size import config_default
+
+    return config_default(*args)
 
 
 def optuna_sqlite(path: str) -> str:
@@ -61,8 +69,6 @@ def optuna_sqlite(path: str) -> str:
     create a file in a missing folder. The tables are created under a file lock: several
     searches started at once on one new file would otherwise race to create them.
     """
-    import fcntl
-
     full = Path(path).resolve()
     full.parent.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{full}"
@@ -138,8 +144,6 @@ def missing_message(key: str) -> str:
 def _override_fix(message: str, conf: Path, config_name: str) -> str:
     """How to fix an override Hydra could not apply: the group option that has the key,
     when another option of the group has it (``data.root`` needs ``data=image_folder``)."""
-    import re
-
     found = re.search(r"override '([\w.]+)'", message)
     group, _, sub = found.group(1).partition(".") if found else ("", "", "")
     options = _options_with_key(conf / group, sub.split(".")[0]) if group and sub else []
@@ -156,8 +160,6 @@ def _override_fix(message: str, conf: Path, config_name: str) -> str:
 
 def _options_with_key(group_dir: Path, key: str) -> list[str]:
     """Config files of a group that set ``key``; those where it is mandatory (``???``) first."""
-    import re
-
     found = []
     for f in sorted(group_dir.glob("*.yaml")):
         line = re.search(rf"^{re.escape(key)}:(.*)$", f.read_text(), re.M)
@@ -171,8 +173,6 @@ def _check_writable(run_dir: Path, key: str = "paths.log_dir") -> None:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     try:  # the real test: can a folder be made there?
-        import tempfile
-
         os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".tl-write-check-"))
     except OSError:
         _exit(
