@@ -186,10 +186,10 @@ class ImageDataModule(SplitDataModule):
                     budget -= need
         return self._held
 
-    def workers(self, split: str) -> int:
-        """DataLoader workers for ``split``: none for a held split or in-memory images;
-        ``data.num_workers`` (auto: one per core, at most 8) for files."""
-        if isinstance(self.image_datasets.get(split), HeldImages):
+    def workers(self, split: str | None = None) -> int:
+        """DataLoader workers for ``split`` (or for reading the images): none for a held
+        split or in-memory images; ``data.num_workers`` (auto: one per core, at most 8)."""
+        if split is not None and isinstance(self.image_datasets.get(split), HeldImages):
             return 0
         if self.num_workers != "auto":
             return int(self.num_workers)
@@ -214,7 +214,8 @@ class ImageDataModule(SplitDataModule):
         """Decode every image of every split now, before anything trains or is written, and
         report images that are in two splits (refused with ``refuse_duplicates``)."""
         start = time.perf_counter()
-        found = check_images(self.image_set.items, self.splits, self.skip_bad_images, to_pil)
+        items, workers = self.image_set.items, self.workers()
+        found = check_images(items, self.splits, self.skip_bad_images, to_pil, workers)
         self.splits, self.skipped = found.splits, found.skipped
         if found.duplicates:
             message = duplicate_message(found.duplicates, refuse_duplicates)
