@@ -24,14 +24,8 @@ from omegaconf import DictConfig
 from tl_experiments.errors import UserError
 from tl_experiments.run.outputs import write_json_atomic
 
-__all__ = [
-    "find_images",
-    "guarded",
-    "parse_kv",
-    "positive_int",
-    "register_resolvers",
-    "run_command",
-]
+__all__ = ["find_images", "guarded", "parse_kv", "positive_int"]
+__all__ += ["register_resolvers", "run_command"]
 
 
 def short_dirname(name: str, limit: int = 120) -> str:
@@ -56,10 +50,14 @@ def register_resolvers() -> None:
     )
 
 
-def _model_default(*args):  # conf/model: torch and timm imported only when it resolves
-    from tl_experiments.models.size import config_default
+def _model_default(key: str, arch: str, file_arch: str | None = None, value=None):
+    """conf/model's ``${tl_model_default:...}``: the file's name or img_size (``value``) while
+    ``model.arch`` is its arch, else that arch's own (timm imported then only: models/size.py)."""
+    if arch == file_arch or key == "name":
+        return value if arch == file_arch else arch
+    from tl_experiments.models.size import own_img_size
 
-    return config_default(*args)
+    return own_img_size(arch)
 
 
 def optuna_sqlite(path: str) -> str:

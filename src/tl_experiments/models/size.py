@@ -21,7 +21,6 @@ from tl_experiments.errors import UserError
 
 __all__ = [
     "accepted_sizes",
-    "config_default",
     "describe",
     "forward_problem",
     "own_img_size",
@@ -41,18 +40,6 @@ def own_img_size(arch: str) -> int | None:
     """The input size ``arch`` was made for (timm's pretrained config); None if unknown."""
     size = getattr(_pretrained_cfg(arch), "input_size", None)
     return int(size[-1]) if size else None
-
-
-def config_default(key: str, arch: str, file_arch: str | None = None, file_value=None):
-    """``conf/model``'s ``name`` or ``img_size`` (the ``${tl_model_default:...}`` resolver).
-
-    A model file's own value (``file_value``) holds while ``model.arch`` is the file's
-    architecture (``file_arch``); with another arch (``model.arch=resnet18`` alone) the
-    name is the arch and the size is the one timm made that arch for.
-    """
-    if file_arch is not None and arch == file_arch:
-        return file_value
-    return arch if key == "name" else own_img_size(arch)
 
 
 def size_kwargs(arch: str, img_size: int) -> list[dict]:
