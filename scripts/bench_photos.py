@@ -129,7 +129,7 @@ def _memory(args) -> list[str]:
         sys.executable, str(ROOT / "train.py"), "data=image_folder",
         f"data.root={args.photos_big}", f"model.arch={args.photo_arch}", "model.weights=none",
         "model.img_size=224", "strategy=full_ft", "trainer.max_epochs=1",
-        f"trainer.limit_train_batches={args.big_train_batches}", "analysis.enabled=false",
+        f"+trainer.limit_train_batches={args.big_train_batches}", "analysis.enabled=false",
         f"hydra.run.dir={out}",
     ]  # fmt: skip
     start = time.perf_counter()
