@@ -1,12 +1,13 @@
 """Each model at an input size it accepts.
 
 ``model.img_size`` left at its default is the size timm made the model for (its pretrained
-config's ``input_size``: 224 for ``vit_tiny_patch16_224``, 299 for ``inception_v3``). An
-explicit size is honoured where the model can take it: a model with a fixed input size
-(ViTs, Swin, LeViT...) is built for that size through timm's ``img_size`` argument, which
-also resamples pretrained position embeddings; any model is then checked with one forward
-pass at the size, so a size it cannot take ends before training, in one sentence that names
-``model.img_size`` and sizes it does take.
+config's ``input_size``: 224 for ``vit_tiny_patch16_224``, 299 for ``inception_v3``; the
+``${tl_model_default:...}`` resolver in conf/model, cli.py). An explicit size is honoured
+where the model can take it: a model with a fixed input size (ViTs, Swin, LeViT...) is
+built for that size through timm's ``img_size`` argument (hub weights get their position
+embeddings resampled by timm; a weights file must match); any model is then checked with
+one forward pass at the size, so a size it cannot take ends before training, in one
+sentence that names ``model.img_size`` and sizes it does take.
 """
 
 from __future__ import annotations
