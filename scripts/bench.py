@@ -7,7 +7,8 @@ Sections: (1) the framework's full fine-tuning against a plain PyTorch loop doin
 work; (2) feature extraction with cached features against uncached, and the floor (one
 forward pass over the training and validation images); (3) partial against full
 fine-tuning, time per step and peak memory; (4) speed options on and off; (5) a sweep's
-jobs two at a time with one thread each against one at a time with two threads.
+jobs two at a time with one thread each against one at a time with two threads; (photos,
+not in the default set) a folder of JPEG photos at 224 px, scripts/bench_photos.py.
 Medians over repeats; everything on the embedded default (lite0, MNIST sample, 50 per
 class) at 64 px, and (1), (4) also at a larger input size (128 px).
 """
@@ -36,6 +37,9 @@ from tl_experiments.feature_cache import FeatureCache, extract_features
 from tl_experiments.models.module import TransferModule
 from tl_experiments.strategies import param_groups
 from tl_experiments.train import _maybe_cache_features, create_module, create_trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling bench_photos.py
+from bench_photos import section_photos  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 register_resolvers()
@@ -378,8 +382,14 @@ def main() -> None:
     parser.add_argument(
         "--sections",
         default="framework,cache,partial,options,parallel,e2e",
-        help="comma-separated subset of: framework,cache,partial,options,parallel,e2e",
+        help="comma-separated subset of: framework,cache,partial,options,parallel,e2e,photos",
     )
+    parser.add_argument("--photos", help="photos: a JPEG folder for the 224 px throughput row")
+    parser.add_argument("--photos-big", help="photos: a large folder for the peak-memory row")
+    parser.add_argument("--photo-arch", default="mobilenetv3_small_100", help="photos: model")
+    parser.add_argument("--photo-repeats", type=int, default=3, help="photos: epochs per side")
+    parser.add_argument("--photo-images", type=int, default=600, help="photos: training images")
+    parser.add_argument("--big-train-batches", type=int, default=20, help="photos: memory run")
     args = parser.parse_args()
     args.repeats = 1 if args.quick else 2
     args.framework_repeats = 1 if args.quick else 3
@@ -416,6 +426,10 @@ def main() -> None:
             "The four-strategy comparison, end to end "
             f"({args.e2e_epochs or 'the default 15'} epochs each, seeds {args.e2e_seeds})",
             section_end_to_end,
+        ),
+        "photos": (
+            "Folders of photos at 224 px: framework vs plain ImageFolder loop, peak memory",
+            lambda a: section_photos(a, make_cfg),
         ),
     }
     wanted = [k.strip() for k in args.sections.split(",")]

@@ -4,8 +4,9 @@
     python scripts/check_zoo.py --models vgg11 convnext_atto  # just these, printed
 
 Each family (``timm.list_modules()``) is checked on its smallest model (parameters counted
-on the meta device), built on the CPU with random weights (``pretrained=False``) at the
-smallest input size it runs at, plus the model configs shipped in ``conf/model/``:
+on the meta device), built on the CPU with random weights as ``train.py`` builds it
+(``build_backbone`` with ``model.img_size``), at the smallest input size that
+``model.img_size`` accepts, plus the model configs shipped in ``conf/model/``:
 
 1. the stages partition the parameters; the head stage is exactly the new classifier;
 2. the stages' modules are disjoint, and every parameter lies in its own stage's modules;
@@ -37,7 +38,9 @@ import yaml
 
 from tl_experiments.errors import UserError
 from tl_experiments.feature_cache import CachedHeadModule, cache_blocker
+from tl_experiments.models.backbone import ModelSpec, build_backbone
 from tl_experiments.models.module import TransferModule
+from tl_experiments.models.size import own_img_size
 from tl_experiments.stages.groups import classifier_modules
 from tl_experiments.stages.stage import Stage, get_stages, select_stages
 from tl_experiments.strategies import Strategy, param_groups
@@ -59,6 +62,7 @@ class Result:
     arch: str
     params: int = 0
     img_size: int = 0
+    own_size: int | None = None  # model.img_size left at its default: timm's input size
     stages: str = ""
     neck: str = ""
     cache: str = ""
@@ -81,45 +85,17 @@ def smallest_model(family: str) -> str | None:
 
 
 def build(arch: str) -> tuple[torch.nn.Module, int]:
-    """``arch`` with a zeroed ``CLASSES``-way head, and the smallest size it runs at.
-
-    Fixed-size models (ViTs) are built for a size; the rest take any. Each build tries
-    every size before the next build (building the largest models is what costs).
-    """
-    plain = None
-    for size in SIZES:
+    """``arch`` as ``train.py`` builds it (``build_backbone``: a zeroed ``CLASSES``-way
+    head, fixed-size models built for ``model.img_size`` through timm's ``img_size``), at
+    the smallest of ``SIZES`` that ``model.img_size`` accepts, else at the model's own."""
+    problem = ""
+    own = own_img_size(arch)
+    for size in (*SIZES, *([own] if own and own not in SIZES else [])):
         try:
-            model = timm.create_model(arch, num_classes=CLASSES, img_size=size)
-        except TypeError:  # no img_size argument: any size; built once
-            if plain is not None:
-                break
-            model = plain = timm.create_model(arch, num_classes=CLASSES)
-        except Exception:
-            continue
-        for run_size in (size, *(s for s in SIZES if s != size)):
-            if _runs(model, run_size):
-                return _zero_head(model), run_size
-    model = plain or timm.create_model(arch, num_classes=CLASSES)
-    size = model.pretrained_cfg["input_size"][-1]  # a size it was made for (CrossViT: 240)
-    if not _runs(model, size):
-        raise CheckFailed(f"{arch} runs at none of the sizes {SIZES} nor its own {size}")
-    return _zero_head(model), size
-
-
-def _runs(model: torch.nn.Module, size: int) -> bool:
-    try:
-        with torch.no_grad():
-            model.eval()(torch.randn(2, 3, size, size))
-    except Exception:
-        return False
-    return True
-
-
-def _zero_head(model: torch.nn.Module) -> torch.nn.Module:
-    for head in classifier_modules(model):  # as create_backbone: a zero new head
-        for p in head.parameters():
-            torch.nn.init.zeros_(p)
-    return model
+            return build_backbone(ModelSpec(arch, "none", img_size=size), CLASSES)[0], size
+        except UserError as e:
+            problem = str(e)
+    raise CheckFailed(f"model.img_size takes none of {SIZES} nor its own {own}: {problem}")
 
 
 def check_partition(model: torch.nn.Module, stages: list[Stage]) -> None:
@@ -243,6 +219,7 @@ def check(family: str, arch: str) -> Result:
     signal.alarm(TIMEOUT_S)
     try:
         torch.manual_seed(0)
+        r.own_size = own_img_size(arch)
         model, r.img_size = build(arch)
         r.params = sum(p.numel() for p in model.parameters())
         stages = get_stages(model)
@@ -286,7 +263,8 @@ def _row(r: Result) -> str:
     neck = f"neck = {r.neck}" if r.neck else "no neck"
     stages = f"{len(r.stages.split(', '))} ({neck})" if r.stages else ""
     return (
-        f"| {r.family} | `{r.arch}` | {r.params / 1e6:.2f}M | {r.img_size or ''} | {stages} "
+        f"| {r.family} | `{r.arch}` | {r.params / 1e6:.2f}M | {r.own_size or ''} "
+        f"| {r.img_size or ''} | {stages} "
         f"| {r.cache} | {result} | {r.seconds:.1f} |"
     )
 
@@ -296,9 +274,8 @@ def write_report(
 ) -> None:
     passed = sum(not r.error for r in families)
     head = (
-        "| family | model | params | px | stages | feature cache | result | s |\n"
-        + "|---" * 8
-        + "|"
+        "| family | model | params | default px | smallest px | stages | feature cache "
+        "| result | s |\n" + "|---" * 9 + "|"
     )
     share = 100 * passed / len(families)
     failures = [f"- **{r.family}** (`{r.arch}`): {r.error}" for r in families + shipped if r.error]
@@ -313,7 +290,12 @@ Wall time {wall / 60:.1f} min on this machine's CPU (2 cores, under `nice -n 19`
 shipped model configs: {sum(not r.error for r in shipped)} of {len(shipped)} pass.
 
 One model per family (`timm.list_modules()`): the one with the fewest parameters, random
-weights, a {CLASSES}-class head, at the smallest input size it runs at (px). Checked, in
+weights, a {CLASSES}-class head, built the way `train.py` builds it (`build_backbone`:
+a model with a fixed input size is built for `model.img_size` through timm's `img_size`
+argument, then any model is checked with a forward pass at that size). *Default px* is
+the size a run uses when `model.img_size` is left at its default (timm's pretrained
+config; `model.arch=X` alone gives it); *smallest px* is the smallest of
+{", ".join(map(str, SIZES))} px that `model.img_size` accepts, where the checks ran. Checked, in
 order (the first failure is reported): the stages partition the parameters; the head
 stage is exactly the new classifier (`get_classifier()`); the stages' modules are
 disjoint and hold their own parameters; `feature_extraction`, `partial_ft` and `full_ft`

@@ -55,10 +55,8 @@ def test_halving_keeps_the_best_at_the_rung_and_costs_1_5_runs():
 
 
 def test_search_space_comes_from_the_strategy_file(make_cfg):
-    assert search_space(make_cfg("strategy=partial_ft")) == (
-        ("backbone_lr_scale", (0.1, 0.3, 1.0)),
-    )
-    assert search_space(make_cfg("strategy=feature_extraction")) == (("lr", (1e-3, 3e-3, 1e-2)),)
+    assert search_space(make_cfg("strategy=partial_ft")) == (("backbone_lr_scale", (0.3, 1.0)),)
+    assert search_space(make_cfg("strategy=feature_extraction")) == (("lr", (3e-3, 1e-2)),)
     cfg = make_cfg("strategy=scratch", "strategy.search.lr=[0.5,0.05]")
     assert search_space(cfg) == (("lr", (0.5, 0.05)),)
     with pytest.raises(UserError, match="strategy.search names 'lrr'"):
@@ -92,7 +90,14 @@ def test_selection_never_reads_a_test_accuracy(make_cfg, tmp_path, monkeypatch):
     import tl_experiments.tuning.run as tuning_run
 
     monkeypatch.setattr(tuning_run, "_link_best", lambda parts, out: None)
-    cfg = make_cfg("strategy=feature_extraction", "tune.enabled=true", "trainer.max_epochs=8")
+    cfg = make_cfg(
+        "strategy=feature_extraction",
+        "strategy.search.lr=[1e-3,3e-3,1e-2]",
+        "tune.enabled=true",
+        "tune.rung=0.25",
+        "tune.reduction_factor=3",
+        "trainer.max_epochs=8",
+    )
     lrs = [1e-3, 3e-3, 1e-2]
     val = dict(zip(lrs, CURVES, strict=True))
     test = {1e-3: 0.99, 3e-3: 0.10, 1e-2: 0.98}

@@ -9,8 +9,11 @@ errors the same way.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -20,24 +23,28 @@ from tl_experiments.errors import UserError
 from tl_experiments.paths import job_dirname, unquote
 from tl_experiments.run.outputs import write_json_atomic
 
-__all__ = [
-    "find_images",
-    "guarded",
-    "parse_kv",
-    "positive_int",
-    "register_resolvers",
-    "run_command",
-]
+__all__ = ["find_images", "guarded", "parse_kv", "positive_int"]
+__all__ += ["register_resolvers", "run_command"]
 
 
 def register_resolvers() -> None:
     """OmegaConf resolvers the configs use (``${tl_dirname:...}``); call before Hydra."""
     from omegaconf import OmegaConf
 
-    if not OmegaConf.has_resolver("tl_dirname"):
-        OmegaConf.register_new_resolver("tl_dirname", job_dirname)
-    if not OmegaConf.has_resolver("tl_optuna_db"):
-        OmegaConf.register_new_resolver("tl_optuna_db", optuna_sqlite)
+    resolvers = {"tl_dirname": job_dirname, "tl_optuna_db": optuna_sqlite}
+    for name, resolver in (resolvers | {"tl_model_default": _model_default}).items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
+
+
+def _model_default(key: str, arch: str, file_arch: str | None = None, value=None):
+    """conf/model's ``${tl_model_default:...}``: the file's name or img_size (``value``) while
+    ``model.arch`` is its arch, else that arch's own (timm imported then only: models/size.py)."""
+    if arch == file_arch or key == "name":
+        return value if arch == file_arch else arch
+    from tl_experiments.models.size import own_img_size
+
+    return own_img_size(arch)
 
 
 def optuna_sqlite(path: str) -> str:
@@ -47,8 +54,6 @@ def optuna_sqlite(path: str) -> str:
     create a file in a missing folder. The tables are created under a file lock: several
     searches started at once on one new file would otherwise race to create them.
     """
-    import fcntl
-
     full = Path(path).resolve()
     full.parent.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{full}"
@@ -124,8 +129,6 @@ def missing_message(key: str) -> str:
 def _override_fix(message: str, conf: Path, config_name: str) -> str:
     """How to fix an override Hydra could not apply: the group option that has the key,
     when another option of the group has it (``data.root`` needs ``data=image_folder``)."""
-    import re
-
     found = re.search(r"override '([\w.]+)'", message)
     group, _, sub = found.group(1).partition(".") if found else ("", "", "")
     options = _options_with_key(conf / group, sub.split(".")[0]) if group and sub else []
@@ -142,8 +145,6 @@ def _override_fix(message: str, conf: Path, config_name: str) -> str:
 
 def _options_with_key(group_dir: Path, key: str) -> list[str]:
     """Config files of a group that set ``key``; those where it is mandatory (``???``) first."""
-    import re
-
     found = []
     for f in sorted(group_dir.glob("*.yaml")):
         line = re.search(rf"^{re.escape(key)}:(.*)$", f.read_text(), re.M)
@@ -162,8 +163,6 @@ def _check_writable(run_dir: Path, key: str = "paths.log_dir") -> None:
             f"set {key} to a folder."
         )
     try:  # the real test: can a folder be made there?
-        import tempfile
-
         os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".tl-write-check-"))
     except OSError:
         _exit(

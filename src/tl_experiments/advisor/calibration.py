@@ -85,9 +85,9 @@ def measure_set(
     ``seed`` picks the images and the random-init control's weights.
     """
     k = len(image_set.class_names)
-    pretrained = create_backbone(arch, k, weights)
+    pretrained = create_backbone(arch, k, weights, img_size=img_size)
     torch.manual_seed(seed)
-    random_init = create_backbone(arch, k, "none")
+    random_init = create_backbone(arch, k, "none", img_size=img_size)
     _, eval_tf, _ = build_transforms(pretrained, img_size, augment=False)
     idx = subsample(image_set.labels, n, seed)
     dataset = ImageDataset([image_set.items[i] for i in idx], image_set.labels[idx], eval_tf)

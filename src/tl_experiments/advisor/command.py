@@ -104,7 +104,8 @@ def _judge_similarity(cfg: DictConfig, dm: ImageDataModule, backbone: torch.nn.M
         )
     dataset, labels = _probe_images(cfg, dm)
     torch.manual_seed(cfg.seed)  # the random-init control's weights
-    random_init = create_backbone(cfg.model.arch, len(dm.class_names), "none")
+    k = len(dm.class_names)
+    random_init = create_backbone(cfg.model.arch, k, "none", img_size=cfg.model.img_size)
     r = similarity_probe(backbone, random_init, dataset, labels)
     detail = (
         f"linear probe on {r.n_images} images: accuracy {r.acc_pretrained:.3f} "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
 
+from tl_experiments.data.cached import HeldImages
 from tl_experiments.data.datamodule import ImageDataModule, to_pil
 
 __all__ = ["split_images"]
@@ -27,8 +27,8 @@ def split_images(
         pick = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
     labels = torch.as_tensor(dm.image_set.labels[dm.splits[split][pick]], dtype=torch.long)
     held = dm.image_datasets.get(split)
-    if isinstance(held, TensorDataset) and held.tensors[0].dim() == 4:
-        return held.tensors[0][torch.as_tensor(pick)], labels
+    if isinstance(held, HeldImages):
+        return held.batch(torch.as_tensor(pick)), labels
     transform = dm.transforms["val" if split == "train" else split]  # never augmented
     items = [dm.image_set.items[dm.splits[split][i]] for i in pick]
     return torch.stack([transform(to_pil(item)) for item in items]), labels

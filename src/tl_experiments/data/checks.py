@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import DataLoader, Dataset
 
 from tl_experiments.errors import UserError
 
@@ -31,9 +32,11 @@ class ImageCheck:
     duplicates: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
-def check_images(items: list, splits: dict[str, np.ndarray], skip_bad: bool, decode) -> ImageCheck:
+def check_images(
+    items: list, splits: dict[str, np.ndarray], skip_bad: bool, decode, workers: int = 0
+) -> ImageCheck:
     """Decode every item of every split with ``decode`` (raising :class:`UserError` when it
-    cannot) and hash it.
+    cannot) and hash it, in ``workers`` DataLoader worker processes.
 
     Args:
         items: the image set's items (arrays or file paths).
@@ -42,19 +45,21 @@ def check_images(items: list, splits: dict[str, np.ndarray], skip_bad: bool, dec
         decode: the loader the data module uses (``to_pil``), so the check reads as it does.
     """
     result = ImageCheck(splits=dict(splits))
+    order = sorted(splits, key=lambda s: SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9)
+    everything = np.concatenate([splits[s] for s in order]) if order else np.array([], int)
+    found = _probe(items, everything, decode, workers)
     seen: dict[str, tuple[str, int]] = {}
-    for split in sorted(splits, key=lambda s: SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9):
+    for split in order:
         keep, bad = [], []
         for i in splits[split]:
-            try:
-                decode(items[i])
-            except UserError:
+            error, digest = found[int(i)]
+            if error:
                 if not skip_bad:
-                    raise
+                    raise UserError(error)
                 bad.append(str(items[i]))
                 continue
             keep.append(i)
-            first = seen.setdefault(_digest(items[i]), (split, i))
+            first = seen.setdefault(digest, (split, i))
             if first[0] != split:
                 result.duplicates.append((split, str(items[i]), first[0], str(items[first[1]])))
         if skip_bad:
@@ -63,6 +68,32 @@ def check_images(items: list, splits: dict[str, np.ndarray], skip_bad: bool, dec
             result.skipped[split] = bad
             result.splits[split] = np.asarray(keep)
     return result
+
+
+class _Probe(Dataset):
+    """Item ``k`` of ``index``: (the UserError's sentence or "", the digest or "")."""
+
+    def __init__(self, items: list, index: np.ndarray, decode) -> None:
+        self.items, self.index, self.decode = items, index, decode
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> tuple[str, str]:
+        item = self.items[self.index[k]]
+        try:
+            self.decode(item)
+        except UserError as e:
+            return str(e), ""
+        return "", _digest(item)
+
+
+def _probe(items: list, index: np.ndarray, decode, workers: int) -> dict[int, tuple[str, str]]:
+    loader = DataLoader(
+        _Probe(items, index, decode), batch_size=32, num_workers=workers, collate_fn=list
+    )
+    found = [pair for batch in loader for pair in batch]
+    return dict(zip(index.tolist(), found, strict=True))
 
 
 def _digest(item) -> str:

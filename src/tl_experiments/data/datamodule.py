@@ -10,8 +10,17 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.transforms import Compose
 
+from tl_experiments.data.cached import (
+    CACHE_LIMIT_BYTES,
+    HeldImages,
+    auto_workers,
+    hold_split,
+    split_transform,
+    to_uint8,
+)
 from tl_experiments.data.checks import check_images, duplicate_message
 from tl_experiments.data.sources import ImageSet
 from tl_experiments.errors import UserError
@@ -19,10 +28,6 @@ from tl_experiments.errors import UserError
 __all__ = ["EpochSeededSampler", "ImageDataModule", "ImageDataset", "SplitDataModule", "to_pil"]
 
 log = logging.getLogger(__name__)
-
-# Deterministic splits of at most this many bytes (as float tensors) are transformed once
-# and kept in memory, instead of decoding and resizing every image again every epoch.
-PRECOMPUTE_LIMIT_BYTES = 2 * 1024**3
 
 
 def to_pil(item) -> Image.Image:
@@ -124,7 +129,8 @@ class SplitDataModule(pl.LightningDataModule):
 
 
 class ImageDataModule(SplitDataModule):
-    """Train/val/test loaders; deterministic splits are transformed once, up front."""
+    """Train/val/test loaders: deterministic splits that fit the memory budget are held as
+    uint8 (data/cached.py), the others stream from disk through DataLoader workers."""
 
     def __init__(
         self,
@@ -136,7 +142,7 @@ class ImageDataModule(SplitDataModule):
         img_size: int,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | str = "auto",
         seed: int = 0,
         skip_bad_images: bool = False,
     ) -> None:
@@ -145,6 +151,11 @@ class ImageDataModule(SplitDataModule):
         self.skipped: dict[str, list[str]] = {}  # split -> unreadable files left out
         if batch_size <= 0:
             raise UserError(f"data.batch_size={batch_size} must be positive.")
+        if num_workers != "auto" and not (isinstance(num_workers, int) and num_workers >= 0):
+            raise UserError(
+                f"data.num_workers={num_workers} is not a worker count; set data.num_workers "
+                "to auto or a whole number (0 = load in the main process)."
+            )
         self.image_set, self.splits = image_set, splits
         self.transforms = {
             "train": train_transform if augment else eval_transform,
@@ -157,6 +168,7 @@ class ImageDataModule(SplitDataModule):
         # (faster per image on CPU); the results do not depend on the batch size.
         self.eval_batch_size = eval_batch_size or 4 * batch_size
         self.image_datasets: dict[str, Dataset] = {}
+        self._held: set[str] | None = None
 
     @property
     def train_batches(self) -> int:
@@ -167,17 +179,39 @@ class ImageDataModule(SplitDataModule):
     def class_names(self) -> list[str]:
         return self.image_set.class_names
 
+    def held_splits(self) -> set[str]:
+        """The deterministic splits held in memory: validation, training, test, each while
+        the uint8 bytes of all fit ``CACHE_LIMIT_BYTES``."""
+        if self._held is None:
+            budget, self._held = CACHE_LIMIT_BYTES, set()
+            for split in ("val", "train", "test"):
+                need = len(self.splits.get(split, ())) * 3 * self.img_size**2
+                if split in self.splits and self.deterministic[split] and need <= budget:
+                    self._held.add(split)
+                    budget -= need
+        return self._held
+
+    def workers(self, split: str | None = None) -> int:
+        """DataLoader workers for ``split`` (or for reading the images): none for a held
+        split or in-memory images; ``data.num_workers`` (auto: one per core, at most 8)."""
+        if split is not None and isinstance(self.image_datasets.get(split), HeldImages):
+            return 0
+        if self.num_workers != "auto":
+            return int(self.num_workers)
+        from_files = len(self.image_set) > 0 and not isinstance(self.image_set.items[0], np.ndarray)
+        return auto_workers() if from_files else 0
+
     def image_dataset(self, split: str) -> Dataset:
-        """The images of one split, precomputed as tensors when that is possible and cheap."""
+        """The images of one split: held in memory (uint8) or read on access."""
         if split not in self.image_datasets:
             idx = self.splits[split]
             items = [self.image_set.items[i] for i in idx]
             labels = self.image_set.labels[idx]
-            ds = ImageDataset(items, labels, self.transforms[split])
-            nbytes = len(ds) * 3 * self.img_size**2 * 4
-            if self.deterministic[split] and nbytes <= PRECOMPUTE_LIMIT_BYTES:
-                x = torch.stack([ds[i][0] for i in range(len(ds))])
-                ds = TensorDataset(x, torch.as_tensor(labels, dtype=torch.long))
+            ds: Dataset = ImageDataset(items, labels, self.transforms[split])
+            parts = split_transform(self.transforms[split])
+            if split in self.held_splits() and parts is not None:
+                decode = ImageDataset(items, labels, Compose([parts[0], to_uint8]))
+                ds = hold_split(decode, parts[1], self.workers(split))
             self.image_datasets[split] = ds
         return self.image_datasets[split]
 
@@ -185,7 +219,8 @@ class ImageDataModule(SplitDataModule):
         """Decode every image of every split now, before anything trains or is written, and
         report images that are in two splits (refused with ``refuse_duplicates``)."""
         start = time.perf_counter()
-        found = check_images(self.image_set.items, self.splits, self.skip_bad_images, to_pil)
+        items, workers = self.image_set.items, self.workers()
+        found = check_images(items, self.splits, self.skip_bad_images, to_pil, workers)
         self.splits, self.skipped = found.splits, found.skipped
         if found.duplicates:
             message = duplicate_message(found.duplicates, refuse_duplicates)
@@ -203,10 +238,12 @@ class ImageDataModule(SplitDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         ds = self.image_dataset(split)
         sampler = EpochSeededSampler(len(ds), self.seed) if shuffle else None
+        workers = self.workers(split)
         return DataLoader(
             ds,
             batch_size=self.batch_size if split == "train" else self.eval_batch_size,
             sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=workers > 0 and torch.cuda.is_available(),
         )

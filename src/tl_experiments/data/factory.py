@@ -38,7 +38,7 @@ class DataSpec:
     split_seed: int = 0
     batch_size: int = 32
     eval_batch_size: int | None = None
-    num_workers: int = 0
+    num_workers: int | str = "auto"  # auto: data/cached.py
     augment: bool = False
     crop_pct: float = 1.0
     aug: Mapping | None = None

@@ -109,7 +109,10 @@ def use_cached_features(
         start = time.perf_counter()
         backbone, fast = module.backbone, module.channels_last
         found = cache.get_or_compute(
-            key, lambda: extract_features(backbone, dm.image_dataset(split), fast)
+            key,
+            lambda: extract_features(
+                backbone, dm.image_dataset(split), fast, num_workers=dm.workers(split)
+            ),
         )
         log.info("Backbone features of the %s split: %.1f s.", split, time.perf_counter() - start)
         return found

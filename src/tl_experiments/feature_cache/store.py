@@ -44,16 +44,23 @@ def cache_key(**parts) -> str:
 
 @torch.no_grad()
 def extract_features(
-    backbone: nn.Module, dataset: Dataset, channels_last: bool = False, batch_size: int = 128
+    backbone: nn.Module,
+    dataset: Dataset,
+    channels_last: bool = False,
+    batch_size: int = 128,
+    num_workers: int = 0,
 ) -> torch.Tensor:
-    """Pooled pre-logits features (what the classifier sees) for every item, in eval mode."""
+    """Pooled pre-logits features (what the classifier sees) for every item, in eval mode;
+    images read from files are decoded in ``num_workers`` DataLoader workers."""
     was_training = backbone.training
     backbone.eval()
     feats = []
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     # Its own generator: a DataLoader otherwise draws a seed from the global RNG, and a
     # cache hit (no extraction) would then leave dropout masks other than a miss does.
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, generator=torch.Generator())
+    loader = DataLoader(
+        dataset, batch_size, shuffle=False, generator=torch.Generator(), num_workers=num_workers
+    )
     for x, _ in loader:
         x = x.contiguous(memory_format=fmt)
         feats.append(backbone.forward_head(backbone.forward_features(x), pre_logits=True))

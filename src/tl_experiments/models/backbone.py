@@ -10,7 +10,14 @@ import timm
 import torch
 import torch.nn as nn
 
-from tl_experiments.errors import UserError
+from tl_experiments.errors import UserError, require_number
+from tl_experiments.models.size import (
+    accepted_sizes,
+    describe,
+    forward_problem,
+    size_error,
+    size_kwargs,
+)
 from tl_experiments.models.weights import (
     WEIGHT_SOURCES,
     load_weights_file,
@@ -65,20 +72,22 @@ class ModelSpec:
             wheel) or ``none`` (random init).
         weights_file: path for ``weights=file``.
         drop_rate: dropout before the classifier; ``None`` keeps timm's default.
+        img_size: the input size the model must take (models/size.py); ``None``: timm's
+            own build, unchecked.
     """
 
     arch: str
     weights: str = "none"
     weights_file: str | None = None
     drop_rate: float | None = None
+    img_size: int | None = None
 
     @classmethod
     def from_config(cls, model: Mapping) -> ModelSpec:
-        """From a ``conf/model`` mapping (its name and img_size are the run's, not the
-        backbone's)."""
+        """From a ``conf/model`` mapping (its name is the run's, not the backbone's)."""
         return cls(
             model["arch"], model.get("weights", "none"), model.get("weights_file"),
-            model.get("drop_rate"),
+            model.get("drop_rate"), model.get("img_size"),
         )  # fmt: skip
 
 
@@ -95,7 +104,7 @@ def build_backbone(
             an initial loss near 5.6 instead of ln(10) = 2.3 on 10 classes (measured).
     """
     weights = spec.weights if pretrained else "none"
-    model, info = _create(spec.arch, num_classes, weights, spec.weights_file, spec.drop_rate)
+    model, info = _create_sized(spec, num_classes, weights)
     if zero_head:
         for head in classifier_modules(model):  # LeViT and kin: class and distillation heads
             for p in head.parameters():
@@ -110,14 +119,45 @@ def create_backbone(
     weights_file: str | None = None,
     drop_rate: float | None = None,
     zero_head: bool = True,
+    img_size: int | None = None,
 ) -> nn.Module:
     """:func:`build_backbone` from plain arguments, the backbone alone."""
-    spec = ModelSpec(arch, weights, weights_file, drop_rate)
+    spec = ModelSpec(arch, weights, weights_file, drop_rate, img_size)
     return build_backbone(spec, num_classes, zero_head=zero_head)[0]
 
 
+def _create_sized(spec: ModelSpec, num_classes: int, weights: str) -> tuple[nn.Module, WeightsInfo]:
+    """``spec.arch`` built for ``spec.img_size`` and checked with a forward pass at it."""
+    args = (spec.arch, num_classes, weights, spec.weights_file, spec.drop_rate)
+    if spec.img_size is None:
+        return _create(*args)
+    size = require_number("model.img_size", spec.img_size, integer=True, positive=True)
+    attempts = size_kwargs(spec.arch, size)
+    problem = ""
+    for i, extra in enumerate(attempts):
+        try:
+            model, info = _create(*args, extra)
+        except Exception as e:  # timm cannot build it for this size: its plain build next
+            if i + 1 == len(attempts):
+                raise
+            problem = describe(e)
+            continue
+        problem = forward_problem(model, size) or ""
+        if not problem:
+            return model, info
+    accepted = accepted_sizes(
+        spec.arch, size, lambda kw: _random(spec.arch, {"num_classes": 2, **kw})
+    )
+    raise size_error(spec.arch, size, problem, accepted)
+
+
 def _create(
-    arch: str, num_classes: int, weights: str, weights_file: str | None, drop_rate: float | None
+    arch: str,
+    num_classes: int,
+    weights: str,
+    weights_file: str | None,
+    drop_rate: float | None,
+    extra: dict | None = None,
 ) -> tuple[nn.Module, WeightsInfo]:
     if weights not in WEIGHT_SOURCES:
         raise UserError(
@@ -128,7 +168,7 @@ def _create(
             f"Unknown timm model '{arch}'; pick a file in conf/model/ or any name "
             "from timm.list_models()."
         )
-    kwargs: dict = {"num_classes": num_classes}
+    kwargs: dict = {"num_classes": num_classes, **(extra or {})}
     if drop_rate is not None:
         kwargs["drop_rate"] = drop_rate
     if weights in ("none", "hub"):

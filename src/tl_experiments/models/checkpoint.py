@@ -99,6 +99,7 @@ def module_from_checkpoint(ckpt: dict, merge: bool = True) -> TransferModule:
         source.get("file"),
         drop_rate=model_cfg.get("drop_rate"),
         zero_head=False,
+        img_size=model_cfg.get("img_size"),  # a ViT trained at 64 px is built for 64 px
     )
     if meta.get("lora"):
         add_lora(backbone, **meta["lora"])
