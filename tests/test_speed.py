@@ -181,7 +181,10 @@ def _race(cache_dir: str, queue) -> None:
 
 
 def test_disk_cache_is_shared_and_racing_writers_never_corrupt_it(tmp_path: Path) -> None:
-    ctx = mp.get_context("spawn")
+    # Fresh processes (no memory cache) forked from one that imported this module once,
+    # rather than each spawned writer importing torch and Lightning on its own.
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
     queue = ctx.Queue()
     procs = [ctx.Process(target=_race, args=(str(tmp_path), queue)) for _ in range(3)]
     for p in procs:
