@@ -61,15 +61,13 @@ def image_dir(tmp_path_factory) -> Path:
 
 
 def test_eval_reproduces_the_runs_test(run_dir: Path, ckpt: Path, tmp_path: Path) -> None:
+    # In this process (eval.py itself, as a user runs it, is the next test).
     out = tmp_path / "eval"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "eval.py"), *RUN_ARGS, f"ckpt={ckpt}", f"hydra.run.dir={out}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="eval", overrides=[*RUN_ARGS, f"ckpt={ckpt}", f"paths.output_dir={out}"]
+        )
+    assert evaluate(cfg) == json.loads((out / "eval_metrics.json").read_text())
     trained = json.loads((run_dir / "metrics.json").read_text())
     evaluated = json.loads((out / "eval_metrics.json").read_text())
     assert evaluated["num_images"] == trained["test_size"] == 100
