@@ -19,8 +19,9 @@ trains keeps it there by asking for as little as it checks:
   first, as ``test_export_of_a_sweep_picks_its_best_run`` does, to change it).
 - **Few epochs, few batches.** ``trainer.max_epochs`` 1 or 2 unless the test is about
   epochs; a sweep of 2 jobs rather than 4 unless the number is what is checked.
-- **Slow ones start first.** Tests marked ``slow`` are scheduled before the rest, so the
-  last minute is spent on quick tests on both cores, not on one long run on one.
+- **Slow ones start first, on every core.** Tests marked ``slow`` are dealt to the workers
+  first (``pytest_collection_modifyitems``), so the last minute is spent on quick tests on
+  both cores, not on one long run on one. Mark a test that trains in a subprocess ``slow``.
 """
 
 from __future__ import annotations
@@ -145,11 +146,21 @@ def trained_run(tmp_path_factory) -> Callable[[str], TrainedRun]:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """``slow`` tests first (xdist hands them out before the quick ones); ``gpu``-marked
-    tests need CUDA: skipped, with the reason, on a machine without it."""
+    """Order for xdist, which first splits the list into one consecutive share per worker
+    (``--dist worksteal``; idle workers then steal from busy ones): each share starts with
+    its part of the ``slow`` tests, dealt round-robin. ``gpu``-marked tests need CUDA:
+    skipped, with the reason, on a machine without it."""
     import torch
 
-    items.sort(key=lambda item: "slow" not in item.keywords)  # stable: file order kept
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    slow = [item for item in items if "slow" in item.keywords]
+    quick = [item for item in items if "slow" not in item.keywords]
+    share = -(-len(quick) // workers)  # ceil
+    items[:] = [
+        item
+        for w in range(workers)
+        for item in (*slow[w::workers], *quick[w * share : (w + 1) * share])
+    ]
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU (run: bash scripts/gpu_check.sh)")
