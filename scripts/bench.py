@@ -2,6 +2,7 @@
 
     python scripts/bench.py            # the tables in docs/speed.md (about 17 min on 2 cores)
     python scripts/bench.py --quick    # fewer repeats and epochs, for a smoke test
+    python scripts/bench.py --quick --override model=test_resnet   # seconds, not numbers
 
 Sections: (1) the framework's full fine-tuning against a plain PyTorch loop doing the same
 work; (2) feature extraction with cached features against uncached, and the floor (one
@@ -43,6 +44,9 @@ from bench_photos import section_photos  # noqa: E402
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 register_resolvers()
+# --override: Hydra overrides put after every section's own, in this process and in the
+# ones it starts (tests/test_speed.py runs every table on a tiny model this way).
+EXTRA: list[str] = []
 
 
 def make_cfg(*overrides: str):
@@ -50,7 +54,7 @@ def make_cfg(*overrides: str):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(
             config_name="train",
-            overrides=[f"paths.output_dir={out}", "analysis.enabled=false", *overrides],
+            overrides=[f"paths.output_dir={out}", "analysis.enabled=false", *overrides, *EXTRA],
         )
 
 
@@ -232,7 +236,7 @@ def run_step(overrides: list[str], steps: int, precision: str | None = None) -> 
     code = (
         f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
         "from bench import step_stats; "
-        f"print(json.dumps(step_stats({overrides!r}, {steps}, {precision!r})))"
+        f"print(json.dumps(step_stats({[*overrides, *EXTRA]!r}, {steps}, {precision!r})))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -288,7 +292,7 @@ def section_parallel(args) -> list[str]:
     code = (
         "import torch, time, sys; torch.set_num_threads(int(sys.argv[1])); "
         f"sys.path.insert(0, {str(Path(__file__).parent)!r}); from bench import step_stats; "
-        f"print(step_stats(['strategy=full_ft'], {args.steps}, None)['step_s'])"
+        f"print(step_stats({['strategy=full_ft', *EXTRA]!r}, {args.steps}, None)['step_s'])"
     )
     one = statistics.median(
         float(
@@ -390,7 +394,16 @@ def main() -> None:
     parser.add_argument("--photo-repeats", type=int, default=3, help="photos: epochs per side")
     parser.add_argument("--photo-images", type=int, default=600, help="photos: training images")
     parser.add_argument("--big-train-batches", type=int, default=20, help="photos: memory run")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Hydra override for every run, after the section's own (repeatable); "
+        "e.g. model=test_resnet for a quick smoke test of the script itself",
+    )
     args = parser.parse_args()
+    EXTRA.extend(args.override)
     args.repeats = 1 if args.quick else 2
     args.framework_repeats = 1 if args.quick else 3
     args.cheap_repeats = 1 if args.quick else 9  # cached fits and the floor: seconds each

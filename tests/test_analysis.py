@@ -27,6 +27,8 @@ from tl_experiments.analysis import (
 from tl_experiments.models import get_stages
 from tl_experiments.train import run
 
+from .conftest import ANALYSIS
+
 LITE0 = (0.5, 0.5, 0.5)  # tf_efficientnet_lite0: mean = std = 0.5
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -161,7 +163,9 @@ def test_natural_photos_and_head_agreement() -> None:
 
 
 def test_tiny_run_writes_analysis_fields(make_cfg, caplog) -> None:
-    cfg = make_cfg("strategy=partial_ft", "analysis.shift_max_images=64", "analysis.max_images=64")
+    cfg = make_cfg(
+        "strategy=partial_ft", ANALYSIS, "analysis.shift_max_images=64", "analysis.max_images=64"
+    )
     with caplog.at_level("INFO", logger="tl_experiments.analysis.run"):
         run(cfg)
     said = [r.getMessage() for r in caplog.records if r.name == "tl_experiments.analysis.run"]
@@ -193,7 +197,9 @@ def _scalar_tags(tb: Path) -> set[str]:
 
 
 def test_frozen_backbone_does_not_drift(make_cfg) -> None:
-    cfg = make_cfg("strategy=feature_extraction", "analysis.shifts=false", "analysis.max_images=32")
+    cfg = make_cfg(
+        "strategy=feature_extraction", ANALYSIS, "analysis.shifts=false", "analysis.max_images=32"
+    )
     metrics = run(cfg)
     assert set(metrics["drift"].values()) == {0.0}
     assert all(v == pytest.approx(1.0, abs=1e-6) for v in metrics["cka"].values())

@@ -1,8 +1,9 @@
 """From a trained run to use: eval reproduces its test, predict names its classes, exports match.
 
-One tiny run of ``train.py`` (a subprocess, as a user runs it) serves every test here. Its
-test split is small and untruncated (2% of the data, no ``limit_test_batches``), so eval
-sees exactly the images the run was tested on.
+One tiny run of ``train.py`` (a subprocess, as a user runs it, ``RUNS["partial_ft"]`` in
+conftest.py, shared with test_train_e2e.py) serves every test here. Its test split is small
+and untruncated (2% of the data, no ``limit_test_batches``), so eval sees exactly the images
+the run was tested on.
 """
 
 from __future__ import annotations
@@ -28,31 +29,19 @@ from tl_experiments.export_formats import WRITERS
 from tl_experiments.models.checkpoint import eval_transform, load_checkpoint, module_from_checkpoint
 from tl_experiments.predict import main as predict_main
 
-from .conftest import CONF, ROOT, TINY, run_train
+from .conftest import CONF, ROOT, RUNS
 
 pytestmark = pytest.mark.slow
 
-# A model that predicts more than one class (so a wrongly loaded one shows), still quick:
-# three short epochs at a high lr; small untruncated val and test splits (100 images each).
-RUN_ARGS = [
-    *TINY,
-    "strategy=full_ft",
-    "strategy.lr=0.01",
-    "trainer.max_epochs=3",
-    "data.val_fraction=0.02",
-    "data.test_fraction=0.02",
-    "trainer.limit_val_batches=null",
-    "trainer.limit_test_batches=null",
-]
+RUN_ARGS = RUNS["partial_ft"]  # the run's own arguments: eval draws the same splits
 MNIST_CLASSES = [str(i) for i in range(10)]
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("trained") / "run"
-    proc = run_train([*RUN_ARGS, f"hydra.run.dir={run}"], cwd=run.parent, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return run
+def run_dir(trained_run) -> Path:
+    trained = trained_run("partial_ft")  # shared with test_train_e2e.py
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    return trained.dir
 
 
 @pytest.fixture(scope="module")
@@ -72,15 +61,13 @@ def image_dir(tmp_path_factory) -> Path:
 
 
 def test_eval_reproduces_the_runs_test(run_dir: Path, ckpt: Path, tmp_path: Path) -> None:
+    # In this process (eval.py itself, as a user runs it, is the next test).
     out = tmp_path / "eval"
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "eval.py"), *RUN_ARGS, f"ckpt={ckpt}", f"hydra.run.dir={out}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="eval", overrides=[*RUN_ARGS, f"ckpt={ckpt}", f"paths.output_dir={out}"]
+        )
+    assert evaluate(cfg) == json.loads((out / "eval_metrics.json").read_text())
     trained = json.loads((run_dir / "metrics.json").read_text())
     evaluated = json.loads((out / "eval_metrics.json").read_text())
     assert evaluated["num_images"] == trained["test_size"] == 100

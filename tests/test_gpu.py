@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TINY, run_train
+from .conftest import ANALYSIS, TINY, run_train
 
 
 @pytest.mark.gpu
@@ -17,6 +17,7 @@ def test_a_run_trains_on_the_gpu_in_bf16(tmp_path: Path) -> None:
     proc = run_train(
         [
             *TINY,
+            ANALYSIS,  # the analysis on the GPU too
             "trainer=gpu",
             "trainer.max_epochs=2",
             "trainer.precision=bf16-mixed",

@@ -1,8 +1,11 @@
 """scripts/gpu_check.py in its dry mode (the CPU, a tiny model): every step runs and the
-table it writes says DRY in every row, never passing for GPU numbers."""
+table it writes says DRY in every row, never passing for GPU numbers. Its comparison is a
+sweep of 4 jobs, 2 at a time on 2 simulated GPUs: it also shows that parallel jobs each
+get their own GPU (the sweep's own tests are in test_sweeps.py)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +35,16 @@ def test_gpu_check_dry_run_writes_its_table(tmp_path: Path) -> None:
     assert checks.count("comparison") == 4  # the four strategies, one job per (simulated) GPU
     slots = {row.split(" | ")[2].rsplit(" ", 1)[-1] for row in rows if "comparison" in row}
     assert slots == {"0", "1"}
+
+    # joblib runs 2 jobs at once; with 2 (simulated) GPUs each worker pins a distinct one.
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "compare").rglob("metrics.json")]
+    assert len(runs) == 4
+    assert len({m["pid"] for m in runs}) == 2  # separate worker processes...
+    assert any(  # ...overlapping...
+        a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]
+        for a in runs
+        for b in runs
+        if a["pid"] != b["pid"]
+    )
+    slot_of = {(m["pid"], m["gpu_slot"]) for m in runs}
+    assert len(slot_of) == 2 and {s for _, s in slot_of} == {0, 1}  # ...each on its own GPU

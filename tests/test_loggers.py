@@ -13,7 +13,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from .conftest import CONF, TINY, run_train
+from .conftest import ANALYSIS, CONF, TINY, run_train
 
 STAGES_TRAINED = ("stage2", "stage3", "stage4", "head")  # partial_ft on test_resnet
 
@@ -31,6 +31,7 @@ def logged_run(tmp_path_factory) -> tuple[Path, dict, str]:
         "logger=[tensorboard,csv,mlflow,wandb]",
         f"logger.mlflow.tracking_uri={store}",
         f"logger.mlflow.artifact_location={tmp / 'artifacts'}",
+        ANALYSIS,  # drift is logged too
         "analysis.shifts=false",
         "analysis.max_images=32",
         f"paths.output_dir={tmp / 'run'}",

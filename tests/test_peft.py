@@ -90,7 +90,7 @@ def lora_run(tmp_path_factory) -> tuple[Path, Path]:
     torch.save(timm.create_model("test_efficientnet").state_dict(), weights)
     overrides = [*TINY, "model=test_efficientnet", "strategy=lora", "model.weights=file",
                  f"model.weights_file={weights}", f"paths.output_dir={tmp / 'run'}",
-                 "analysis.photos=0", "trainer.max_epochs=2"]  # fmt: skip
+                 "trainer.max_epochs=2"]  # fmt: skip
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     run(cfg)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tl_experiments.errors import UserError
 from tl_experiments.train import run
 
-from .conftest import CONF, ROOT, TINY, run_train
+from .conftest import ANALYSIS, CONF, ROOT, TINY, run_train
 
 # Measurements of the machine and the run folder, not results: they differ between two runs.
 TIMING = {"train_seconds", "history", "pid", "started_at", "finished_at", "peak_memory_mb",
@@ -234,8 +234,9 @@ def test_non_finite_loss_stops_a_run_on_cached_features(make_cfg) -> None:
 
 
 def test_same_seed_same_metrics(make_cfg, tmp_path: Path) -> None:
-    a = run(make_cfg("strategy=full_ft", f"paths.output_dir={tmp_path / 'a'}"))
-    b = run(make_cfg("strategy=full_ft", f"paths.output_dir={tmp_path / 'b'}"))
+    # The analysis too (drift, CKA, shifted sets, the WiSE-FT curve): seeded draws.
+    a = run(make_cfg("strategy=full_ft", ANALYSIS, f"paths.output_dir={tmp_path / 'a'}"))
+    b = run(make_cfg("strategy=full_ft", ANALYSIS, f"paths.output_dir={tmp_path / 'b'}"))
 
     def strip(m: dict) -> dict:
         return {k: v for k, v in m.items() if k not in TIMING and not k.endswith("_seconds")}
@@ -334,7 +335,7 @@ def test_ctrl_c_in_the_analysis_keeps_the_results(make_cfg, monkeypatch, capsys)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train, "analyze", interrupted)
-    cfg = make_cfg()
+    cfg = make_cfg(ANALYSIS)
     with pytest.raises(SystemExit) as e:
         guarded(run, cfg)
     assert e.value.code == 130

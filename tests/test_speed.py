@@ -182,7 +182,10 @@ def _race(cache_dir: str, queue) -> None:
 
 
 def test_disk_cache_is_shared_and_racing_writers_never_corrupt_it(tmp_path: Path) -> None:
-    ctx = mp.get_context("spawn")
+    # Fresh processes (no memory cache) forked from one that imported this module once,
+    # rather than each spawned writer importing torch and Lightning on its own.
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
     queue = ctx.Queue()
     procs = [ctx.Process(target=_race, args=(str(tmp_path), queue)) for _ in range(3)]
     for p in procs:
@@ -227,7 +230,15 @@ def test_bench_prints_its_tables() -> None:
     from .conftest import ROOT
 
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/bench.py"), "--quick", "--sections", "cache,partial"],
+        [
+            sys.executable,
+            str(ROOT / "scripts/bench.py"),
+            "--quick",
+            "--sections",
+            "cache,partial",
+            # The script's tables, not its numbers: a tiny model, 32 px, 5 images per class.
+            *("--override=model=test_resnet", "--override=data.samples_per_class=5"),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

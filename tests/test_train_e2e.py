@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TINY, run_train
+from .conftest import ANALYSIS, TINY, run_train
 
 FIELDS = {
     "status",
@@ -49,18 +49,17 @@ def _tags(run: Path) -> set[str]:
 
 
 @pytest.mark.slow
-def test_train_writes_the_run_folder(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    proc = run_train(
-        [*TINY, "strategy=partial_ft", "trainer.max_epochs=2", f"hydra.run.dir={run}"], cwd=tmp_path
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Trainable parameters:" in proc.stdout  # the model summary is printed
+def test_train_writes_the_run_folder(trained_run) -> None:
+    trained = trained_run("partial_ft")  # shared with test_eval_predict_export.py
+    run, epochs = trained.dir, 2
+    assert f"trainer.max_epochs={epochs}" in trained.args
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "Trainable parameters:" in trained.stdout  # the model summary is printed
 
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) >= FIELDS
     assert metrics["strategy"] == "partial_ft" and metrics["model"] == "test_resnet"
-    assert metrics["epochs"] == 2 and len(metrics["history"]) == 2
+    assert metrics["epochs"] == epochs and len(metrics["history"]) == epochs
     assert 0 < metrics["trainable_params"] < metrics["total_params"]
     assert 0.0 <= metrics["test_acc"] <= 1.0
     assert metrics["train_val_gap"] == pytest.approx(
@@ -88,19 +87,14 @@ def test_train_writes_the_run_folder(tmp_path: Path) -> None:
         assert tag in tags, f"{tag} not in {sorted(tags)}"
 
 
+# As the user meets them: train.py in a subprocess, for each way a mistake reaches the user
+# (the config check before Hydra starts, and an error raised inside the run).
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["strategy=no_such_strategy"], "no_such_strategy"),
         (["model=no_such_model"], "no_such_model"),
-        (["model.arch=resnet_nope"], "Unknown timm model 'resnet_nope'"),
-        (
-            ["data=image_folder", "data.root=/nonexistent/images"],
-            "Data folder '/nonexistent/images' does not exist",
-        ),
         (["model=resnet50", "model.img_size=32"], "cannot be downloaded: no network"),
-        (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be positive"),
-        (["strategy.lr=-1"], "strategy.lr=-1 must be positive"),
     ],
 )
 def test_user_errors_exit_nonzero_with_one_sentence(tmp_path: Path, args, needle) -> None:
@@ -110,6 +104,33 @@ def test_user_errors_exit_nonzero_with_one_sentence(tmp_path: Path, args, needle
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (run / "metrics.json").exists()
+
+
+# The other mistakes raised inside the run take the same way out (cli.guarded, which
+# train.py's main calls), checked in this process: no interpreter start for each.
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["model.arch=resnet_nope"], "Unknown timm model 'resnet_nope'"),
+        (
+            ["data=image_folder", "data.root=/nonexistent/images"],
+            "Data folder '/nonexistent/images' does not exist",
+        ),
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0 must be positive"),
+        (["strategy.lr=-1"], "strategy.lr=-1 must be positive"),
+    ],
+)
+def test_errors_inside_a_run_exit_2_with_one_sentence(make_cfg, capsys, args, needle) -> None:
+    from tl_experiments.cli import guarded
+    from tl_experiments.train import run
+
+    cfg = make_cfg(*args)
+    with pytest.raises(SystemExit) as e:
+        guarded(run, cfg)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
 
 
 def test_a_finished_run_leaves_no_tensorboard_writer_open(make_cfg) -> None:
@@ -135,7 +156,7 @@ def test_metrics_json_has_only_the_typed_records_fields(make_cfg) -> None:
     from tl_experiments.schema import RunRecord
     from tl_experiments.train import run
 
-    metrics = run(make_cfg("strategy=full_ft", "analysis.enabled=true"))
+    metrics = run(make_cfg("strategy=full_ft", ANALYSIS))
     assert set(metrics) <= set(RunRecord.__annotations__)
     # Written by collect_metrics, by the analysis, and by train.py after both.
     assert {"best_val_acc", "settings", "history", "drift", "shift_acc", "pid"} <= set(metrics)

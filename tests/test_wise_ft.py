@@ -17,6 +17,8 @@ from tl_experiments.stages.stage import get_stages
 from tl_experiments.strategies.lora import add_lora
 from tl_experiments.train import run
 
+from .conftest import ANALYSIS
+
 
 def _pretrained_and_tuned(lora: bool = False, step: float = 0.1):
     torch.manual_seed(0)
@@ -73,6 +75,7 @@ def test_alpha_is_picked_on_validation() -> None:
 def test_a_fine_tuning_run_records_the_curve(make_cfg, tmp_path: Path) -> None:
     cfg = make_cfg(
         "strategy=full_ft",
+        ANALYSIS,
         "analysis.photos=0",
         "analysis.shift_max_images=null",
         "trainer.limit_test_batches=null",
@@ -91,5 +94,5 @@ def test_a_fine_tuning_run_records_the_curve(make_cfg, tmp_path: Path) -> None:
 
 
 def test_no_curve_without_fine_tuning(make_cfg) -> None:
-    metrics = run(make_cfg("strategy=feature_extraction", "analysis.photos=0"))
+    metrics = run(make_cfg("strategy=feature_extraction", ANALYSIS, "analysis.photos=0"))
     assert metrics["wise_ft"] is None
