@@ -20,6 +20,8 @@ from tl_experiments.tuning import (
     tuned_run,
 )
 
+from .conftest import ANALYSIS
+
 # Validation curves (accuracy per epoch) of three settings over 8 epochs: the third starts
 # worst and ends best, the second leads at epoch 2.
 CURVES = [
@@ -125,6 +127,8 @@ def test_tuned_run_end_to_end(make_cfg, tmp_path):
         "strategy=scratch",
         "strategy.search.lr=[1e-4,1e-2,1e-1]",  # 1e-4 is last at epoch 1 (seed 0)
         "tune.enabled=true",
+        "tune.rung=0.34",  # the first rung at epoch 1
+        "tune.reduction_factor=3",
         "trainer.max_epochs=3",
         "trainer.limit_train_batches=4",
         "data.samples_per_class=8",
@@ -134,7 +138,9 @@ def test_tuned_run_end_to_end(make_cfg, tmp_path):
         "analysis.wise_ft=false",
         "analysis.shift_max_images=16",
     ]
-    halving = make_cfg(*common, "analysis.defer=true", f"paths.output_dir={tmp_path / 'sh'}")
+    halving = make_cfg(
+        *common, ANALYSIS, "analysis.defer=true", f"paths.output_dir={tmp_path / 'sh'}"
+    )
     exhaustive = make_cfg(
         *common,
         "tune.exhaustive=true",
