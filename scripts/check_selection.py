@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from tl_experiments.report.paired import compare_to_winner
 from tl_experiments.tuning import successive_halving
@@ -32,19 +33,39 @@ def _runs(sweep: Path) -> list[dict]:
     return [m for m in runs if (m.get("tuning") or {}).get("method") == "exhaustive"]
 
 
-def _replay(m: dict, first_rung: int | None = None) -> tuple[int, int]:
-    """(exhaustive pick, successive halving's pick) as indices into the candidates;
-    ``first_rung`` replays another first rung than the runs' own (``tune.rung``)."""
-    t = m["tuning"]
-    cands = t["candidates"]
+CONF = Path(__file__).resolve().parents[1] / "conf"
+TUNE = yaml.safe_load((CONF / "train.yaml").read_text())["tune"]
+
+
+def _space(strategy: str) -> dict:
+    """The strategy's search space as its file has it now."""
+    return yaml.safe_load((CONF / "strategy" / f"{strategy}.yaml").read_text())["search"]
+
+
+def _candidates(m: dict) -> list[dict]:
+    """The recorded candidates inside today's search space of the run's strategy (a reference
+    sweep may have tried a wider grid)."""
+    space = _space(m["strategy"])
+    inside = [
+        c
+        for c in m["tuning"]["candidates"]
+        if all(any(abs(c["params"][k] - v) < 1e-12 for v in vs) for k, vs in space.items())
+    ]
+    return inside
+
+
+def _replay(cands: list[dict], first_rung: int | None = None) -> tuple[int, int]:
+    """(exhaustive pick, successive halving's pick) as indices into ``cands``, at today's
+    ``tune.rung`` and ``tune.reduction_factor`` (or another first rung)."""
     curves = [c["val_acc"] for c in cands]
-    exhaustive = [c["params"] for c in cands].index(m["selected"])
+    best = [c["best_val_acc"] for c in cands]
+    exhaustive = best.index(max(best))  # the first of equals, as the search's study does
     epochs = len(curves[0])
     halving = successive_halving(
         [c["params"] for c in cands],
         epochs,
-        first_rung or t["first_rung"],
-        t["reduction_factor"],
+        first_rung or max(1, round(epochs * TUNE["rung"])),
+        TUNE["reduction_factor"],
         lambda i, n: curves[i][:n],
     ).selected
     return exhaustive, halving
@@ -57,8 +78,8 @@ def _name(params: dict) -> str:
 def check(sweep: Path, first_rung: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for m in _runs(sweep):
-        ex, sh = _replay(m, first_rung)
-        cands = m["tuning"]["candidates"]
+        cands = _candidates(m)
+        ex, sh = _replay(cands, first_rung)
         rows.append(
             {
                 "strategy": m["strategy"],
@@ -100,15 +121,15 @@ def _verdicts(per_run: pd.DataFrame) -> pd.DataFrame:
 
 
 def _real(tuned: Path, per_run: pd.DataFrame) -> str:
-    real = {
-        (m["strategy"], m["seed"]): _name(m["selected"])
-        for m in map(lambda p: json.loads(p.read_text()), tuned.rglob("metrics.json"))
-        if m.get("selected")
-    }
-    same = sum(real.get((r.strategy, r.seed)) == r.halving for r in per_run.itertuples())
-    return (
-        f"real tuned sweep {tuned}: {same} of {len(per_run)} runs selected what the replay selects"
-    )
+    real = {}
+    for path in tuned.rglob("metrics.json"):
+        m = json.loads(path.read_text())
+        if m.get("selected"):
+            real[(m["strategy"], m["seed"])] = _name(m["selected"])
+    pairs = [(r.strategy, r.seed, r.halving) for r in per_run.itertuples()]
+    both = [(s, seed, h) for s, seed, h in pairs if (s, seed) in real]
+    same = sum(real[(s, seed)] == h for s, seed, h in both)
+    return f"real tuned sweep {tuned}: {same} of {len(both)} runs selected as the replay did"
 
 
 def _md(frame: pd.DataFrame) -> str:
