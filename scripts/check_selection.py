@@ -2,6 +2,8 @@
 
     python scripts/check_selection.py SWEEP [SWEEP ...] [--real TUNED_SWEEP]
 
+(``--real`` is compared with the first SWEEP: a tuned sweep of the same data.)
+
 Each SWEEP is an exhaustive reference sweep (``bash scripts/tune.sh``: every setting of each
 strategy's grid trained for every epoch, ``tune.exhaustive=true``). Successive halving's
 choice is replayed on the recorded validation curves with the very function the runs use
@@ -158,7 +160,7 @@ def main() -> None:
         print(_md(table))
         ok = (table["diff_pts"].abs() <= 1).all() and (table["v_ex"] == table["v_sh"]).all()
         print(f"\nwithin 1 val point and same verdicts: {'yes' if ok else 'NO'}")
-        if args.real is not None:
+        if args.real is not None and sweep == args.sweeps[0]:  # the same data as the real one
             print(_real(args.real, per_run))
 
 

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
+from tl_experiments.paths import job_dirname
+
 from .conftest import ANALYSIS, CONF, TINY, run_train
 
 STAGES_TRAINED = ("stage2", "stage3", "stage4", "head")  # partial_ft on test_resnet
@@ -194,7 +196,9 @@ def test_a_sweep_logs_to_tensorboard_and_mlflow_and_is_one_tensorboard_view(tmp_
     view = EventMultiplexer().AddRunsFromDirectory(str(sweep))  # tensorboard --logdir <sweep>
     view.Reload()
     runs = sorted(view.Runs())
-    assert runs == [f"{n}/tb" for n in names]  # each run named by its overrides, no version
+    # Each run under its job folder (a safe name made from its overrides: paths.job_dirname),
+    # no version; MLflow keeps the overrides themselves as the run name.
+    assert runs == sorted(f"{job_dirname(n)}/tb" for n in names)
     for r in runs:
         acc = view.GetAccumulator(r)
         assert _session_hparams(acc)["seed"] in (0, 1)  # a row of the hparams table...
