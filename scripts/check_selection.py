@@ -27,7 +27,7 @@ import pandas as pd
 import yaml
 
 from tl_experiments.report.paired import compare_to_winner
-from tl_experiments.tuning import successive_halving
+from tl_experiments.tuning import candidate_name, successive_halving
 
 
 def _runs(sweep: Path) -> list[dict]:
@@ -48,12 +48,11 @@ def _candidates(m: dict) -> list[dict]:
     """The recorded candidates inside today's search space of the run's strategy (a reference
     sweep may have tried a wider grid)."""
     space = _space(m["strategy"])
-    inside = [
+    return [
         c
         for c in m["tuning"]["candidates"]
         if all(any(abs(c["params"][k] - v) < 1e-12 for v in vs) for k, vs in space.items())
     ]
-    return inside
 
 
 def _replay(cands: list[dict], first_rung: int | None = None) -> tuple[int, int]:
@@ -73,10 +72,6 @@ def _replay(cands: list[dict], first_rung: int | None = None) -> tuple[int, int]
     return exhaustive, halving
 
 
-def _name(params: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in params.items())
-
-
 def check(sweep: Path, first_rung: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = []
     for m in _runs(sweep):
@@ -86,8 +81,8 @@ def check(sweep: Path, first_rung: int | None = None) -> tuple[pd.DataFrame, pd.
             {
                 "strategy": m["strategy"],
                 "seed": m["seed"],
-                "exhaustive": _name(cands[ex]["params"]),
-                "halving": _name(cands[sh]["params"]),
+                "exhaustive": candidate_name(cands[ex]["params"]),
+                "halving": candidate_name(cands[sh]["params"]),
                 "val_ex": cands[ex]["best_val_acc"],
                 "val_sh": cands[sh]["best_val_acc"],
                 "test_ex": cands[ex]["reference_test_acc"],
@@ -127,7 +122,7 @@ def _real(tuned: Path, per_run: pd.DataFrame) -> str:
     for path in tuned.rglob("metrics.json"):
         m = json.loads(path.read_text())
         if m.get("selected"):
-            real[(m["strategy"], m["seed"])] = _name(m["selected"])
+            real[(m["strategy"], m["seed"])] = candidate_name(m["selected"])
     pairs = [(r.strategy, r.seed, r.halving) for r in per_run.itertuples()]
     both = [(s, seed, h) for s, seed, h in pairs if (s, seed) in real]
     same = sum(real[(s, seed)] == h for s, seed, h in both)

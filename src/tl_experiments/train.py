@@ -132,7 +132,7 @@ def run(cfg: DictConfig) -> RunRecord:
         return record
     (out / "error.json").unlink(missing_ok=True)  # a re-run replaces an earlier failure
     quiet_third_party()
-    begin, cpu = time.perf_counter(), time.process_time()
+    begin = time.perf_counter()
     with placed(cfg, out) as placement:
         if tuning_applies(cfg):  # each candidate of strategy.search, then the selected one
             steps = TuningSteps(partial(_assemble, placement=placement), _fit, _test_and_write)
@@ -142,9 +142,6 @@ def run(cfg: DictConfig) -> RunRecord:
             parts = _assemble(cfg, out, placement=placement)
             train_seconds, fit_history = _fit(cfg, out, parts)
             metrics = _test_and_write(cfg, out, parts, train_seconds, fit_history)
-    if (out / "metrics.json").is_file():  # rank 0 wrote it: add the job's CPU seconds (all
-        metrics["cpu_seconds"] = round(time.process_time() - cpu, 2)  # threads; a cost that
-        write_json_atomic(metrics, out / "metrics.json")  # other jobs' load hardly moves)
     seconds, outputs = time.perf_counter() - begin, logger_outputs(parts.trainer.loggers, out)
     print(closing_summary(metrics, str(out), seconds, parts.resumed_seconds, outputs), flush=True)
     return metrics
@@ -163,13 +160,14 @@ class _Parts:
     placement: Placement
     start: float  # perf_counter when training (and computing cached features) began
     started_at: float = field(default_factory=time.time)
+    cpu_start: float = field(default_factory=time.process_time)  # for cpu_seconds (all threads)
     peak_memory_mb: dict = field(default_factory=dict)  # set by _fit
     resumed_seconds: float = 0.0  # set by _fit: training before a resume (test() reloads it)
 
 
 def _assemble(cfg: DictConfig, out: Path, *callbacks: pl.Callback, placement: Placement) -> _Parts:
     """Seed, data, module (on cached features when possible), summary, trainer."""
-    started_at = time.time()
+    clock = time.time(), time.process_time()  # _Parts.started_at, _Parts.cpu_start
     pl.seed_everything(require_seed("seed", cfg.seed), workers=True)
     image_set = load_image_set(cfg.data.source, cfg.data.get("source_args"))
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
@@ -188,7 +186,7 @@ def _assemble(cfg: DictConfig, out: Path, *callbacks: pl.Callback, placement: Pl
     extra = [*placement.callbacks, *callbacks]
     trainer = create_trainer(cfg, out, history, module, *extra, train_batches=batches)
     log_run_start(trainer.loggers, flat_hparams(cfg), summary)
-    return _Parts(module, dm, data_cfg, w0, trainer, history, placement, start, started_at)
+    return _Parts(module, dm, data_cfg, w0, trainer, history, placement, start, *clock)
 
 
 def _write_summary(cfg: DictConfig, module: TransferModule, out: Path) -> str:
@@ -255,6 +253,7 @@ def _test_and_write(
         pid=os.getpid(),
         started_at=parts.started_at,
         finished_at=time.time(),
+        cpu_seconds=round(time.process_time() - parts.cpu_start, 2),
     )
     write_json_atomic(metrics, out / "metrics.json")
     if interrupted:

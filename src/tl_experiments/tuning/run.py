@@ -105,7 +105,7 @@ def _candidate_cfg(cfg: DictConfig, params: dict[str, Any], out: Path) -> DictCo
 def tuned_run(cfg: DictConfig, out: Path, steps: TuningSteps) -> tuple[RunRecord, Any]:
     """Search the strategy's grid on validation, then test and write the selected setting;
     its record and the selected candidate's parts (what ``steps.assemble`` returned)."""
-    params, started_at = grid(search_space(cfg)), time.time()
+    params, started_at, cpu_start = grid(search_space(cfg)), time.time(), time.process_time()
     epochs, tune = int(cfg.trainer.max_epochs), cfg.tune
     first = max(1, round(epochs * float(tune.rung)))
     shutil.rmtree(out / "candidates", ignore_errors=True)  # a killed search starts over
@@ -138,7 +138,8 @@ def tuned_run(cfg: DictConfig, out: Path, steps: TuningSteps) -> tuple[RunRecord
     if tune.exhaustive:  # the reference grid: every setting's test accuracy, after selection
         for entry, c in zip(record["tuning"]["candidates"], cands, strict=True):
             entry["reference_test_acc"] = _test_once(c.parts)
-    chosen.parts.started_at = started_at  # the run began with the search, not its last fit
+    # The run began with the search, not with its last fit.
+    chosen.parts.started_at, chosen.parts.cpu_start = started_at, cpu_start
     metrics = steps.finish(cfg, out, chosen.parts, seconds, chosen.history, record)
     _link_best(chosen.parts, out)
     return metrics, chosen.parts
