@@ -31,13 +31,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from tl_experiments.assembly import build_run, create_module
 from tl_experiments.cli import register_resolvers
-from tl_experiments.data import create_datamodule, load_image_set
+from tl_experiments.data import build_data, load_image_set
 from tl_experiments.feature_cache import FeatureCache, extract_features
 from tl_experiments.models.module import TransferModule
-from tl_experiments.strategies import param_groups
-from tl_experiments.train import _maybe_cache_features, create_module, create_trainer
+from tl_experiments.strategies.apply import apply_phase
+from tl_experiments.train import create_trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling bench_photos.py
 from bench_photos import section_photos  # noqa: E402
@@ -59,17 +61,14 @@ def make_cfg(*overrides: str):
 
 
 def build(cfg) -> tuple[TransferModule, object, dict]:
+    """The module on images, in its plan's first phase (what trains, BatchNorm modes: the
+    hand-written loops train it outside a fit), and the run's data module, set up."""
     torch.manual_seed(cfg.seed)
     image_set = load_image_set(cfg.data.source)
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
-    dm, data_cfg = create_datamodule(
-        image_set,
-        module.backbone,
-        cfg.model.img_size,
-        samples_per_class=cfg.data.samples_per_class,
-        batch_size=cfg.data.batch_size,
-        seed=cfg.seed,
-    )
+    apply_phase(module, 0)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    dm, data_cfg = build_data(data, module.backbone, cfg.model.img_size, cfg.seed, image_set)
     dm.setup("fit")
     return module, dm, data_cfg
 
@@ -78,11 +77,12 @@ def framework_fit(cfg) -> float:
     """Seconds of the framework's real ``trainer.fit`` (checkpoints, TensorBoard, val)."""
     from tl_experiments.callbacks import EpochHistory
 
-    module, dm, data_cfg = build(cfg)
-    start = time.perf_counter()
-    module, dm = _maybe_cache_features(cfg, module, dm, data_cfg)
-    trainer = create_trainer(cfg, Path(cfg.paths.output_dir), EpochHistory(), module)
-    trainer.fit(module, datamodule=dm)
+    torch.manual_seed(cfg.seed)
+    built = build_run(cfg, load_image_set(cfg.data.source))  # on cached features if it can
+    getattr(built.dm, "images", built.dm).setup("fit")  # the images, as build() does
+    start = time.perf_counter()  # the features are computed inside the fit
+    trainer = create_trainer(cfg, Path(cfg.paths.output_dir), EpochHistory(), built.module)
+    trainer.fit(built.module, datamodule=built.dm)
     return time.perf_counter() - start
 
 
@@ -92,7 +92,7 @@ def plain_fit(cfg) -> float:
     model = module.backbone  # channels_last weights when the framework uses them
     fmt = torch.channels_last if module.channels_last else torch.contiguous_format
     opt = torch.optim.AdamW(
-        param_groups(module.stages, module.strategy), fused=module.fused_optimizer or None
+        module.plan.param_groups(module.stages), fused=module.fused_optimizer or None
     )
     train, val = dm.train_dataloader(), dm.val_dataloader()
     epochs = cfg.trainer.max_epochs
@@ -198,10 +198,9 @@ def step_stats(overrides: list[str], steps: int, precision: str | None) -> dict:
     the tensors autograd saves for backward (counted once per storage, during a forward)
     plus gradients and AdamW's two moments for the trainable parameters."""
     cfg = make_cfg(*overrides)
-    module, dm, _ = build(cfg)
-    module.train()
+    module, dm, _ = build(cfg)  # in its first phase's modes
     opt = torch.optim.AdamW(
-        param_groups(module.stages, module.strategy), fused=module.fused_optimizer or None
+        module.plan.param_groups(module.stages), fused=module.fused_optimizer or None
     )
     x, y = next(iter(dm.train_dataloader()))
     times = []

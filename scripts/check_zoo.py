@@ -11,9 +11,9 @@ on the meta device), built on the CPU with random weights as ``train.py`` builds
 1. the stages partition the parameters; the head stage is exactly the new classifier;
 2. the stages' modules are disjoint, and every parameter lies in its own stage's modules;
 3. ``feature_extraction``, ``partial_ft`` and ``full_ft`` (the configs in
-   ``conf/strategy/``) set ``requires_grad`` on exactly their stages, and
-   ``TransferModule.train()`` leaves every module of a frozen stage in eval mode and of
-   a trainable one in train mode;
+   ``conf/strategy/``), applied as a fit's first epoch applies them (``set_trainable``,
+   ``set_modes``: strategies/apply.py), set ``requires_grad`` on exactly their stages and
+   leave every module of a frozen stage in eval mode and of a trainable one in train mode;
 4. one training step (SGD) of ``feature_extraction`` and of ``partial_ft`` changes no
    frozen weight and no frozen BatchNorm statistic;
 5. the feature cache is refused with its reason, or used: then the classifier on cached
@@ -43,7 +43,8 @@ from tl_experiments.models.module import TransferModule
 from tl_experiments.models.size import own_img_size
 from tl_experiments.stages.groups import classifier_modules
 from tl_experiments.stages.stage import Stage, get_stages, select_stages
-from tl_experiments.strategies import Strategy, param_groups
+from tl_experiments.strategies import Strategy
+from tl_experiments.strategies.apply import apply_phase, set_modes, set_trainable
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ("feature_extraction", "partial_ft", "full_ft")
@@ -124,12 +125,13 @@ def _strategy(name: str) -> Strategy:
 def check_strategy(model, name: str, x: torch.Tensor, y: torch.Tensor) -> TransferModule:
     strategy = _strategy(name)
     module = TransferModule(model, strategy, [str(i) for i in range(CLASSES)])
-    stages = module.stages
+    stages, plan = module.stages, module.plan
+    set_trainable(stages, plan, plan.trainable_at(0))  # as ApplyPlan does at epoch 0
     chosen = {s.name for s in select_stages(stages, strategy.trainable)}
     for s in stages:
         if {p.requires_grad for p in s.params} != {s.name in chosen}:
             raise CheckFailed(f"{name}: requires_grad of {s.name} is not {s.name in chosen}")
-    module.train()
+    set_modes(module, stages, plan, plan.trainable_at(0))
     for s in stages:
         for m in _own_modules(s):
             want = _wanted_mode(strategy, s.name in chosen, m)
@@ -181,8 +183,8 @@ def _check_step(module: TransferModule, name: str, x, y) -> None:
     # The strategy's groups and learning rates; SGD keeps no state, so the largest smallest
     # models (a 412M DeepSeek ViT) fit in memory. Which optimizer steps changes nothing
     # about what is frozen: torch's optimizers all skip parameters without a gradient.
-    opt = torch.optim.SGD(param_groups(module.stages, module.strategy))
-    module.train()
+    opt = torch.optim.SGD(module.plan.param_groups(module.stages))
+    apply_phase(module, 0)  # what trains and the modes, as a fit's first epoch sets them
     F.cross_entropy(module(x), y).backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
@@ -197,7 +199,8 @@ def _check_step(module: TransferModule, name: str, x, y) -> None:
 
 def check_cache(module: TransferModule, x: torch.Tensor) -> str:
     """``used`` (after checking the cached path's logits) or ``refused: <reason>``."""
-    reason = cache_blocker(module, SimpleNamespace(deterministic={"train": True}), {})
+    dm = SimpleNamespace(deterministic={"train": True})
+    reason = cache_blocker(module.plan, module.backbone, dm, {})
     if reason is not None:
         return f"refused: {reason}"
     with torch.no_grad():
@@ -207,7 +210,10 @@ def check_cache(module: TransferModule, x: torch.Tensor) -> str:
         backbone = module.backbone
         logits = module(x)
         feats = backbone.forward_head(backbone.forward_features(x), pre_logits=True)
-        cached = CachedHeadModule.from_module(module, 1, "zoo").eval()(feats)
+        cached = CachedHeadModule(
+            backbone, module.plan, module.class_names, batch_size=1, frozen_digest="zoo"
+        )
+        cached = cached.eval()(feats)
     if cached.shape != logits.shape or not torch.allclose(cached, logits, atol=1e-4, rtol=1e-3):
         raise CheckFailed("the classifier on cached features does not give the model's logits")
     return "used"
@@ -299,9 +305,9 @@ config; `model.arch=X` alone gives it); *smallest px* is the smallest of
 order (the first failure is reported): the stages partition the parameters; the head
 stage is exactly the new classifier (`get_classifier()`); the stages' modules are
 disjoint and hold their own parameters; `feature_extraction`, `partial_ft` and `full_ft`
-set `requires_grad` on exactly their stages and `TransferModule.train()` puts every
-module of a frozen stage in eval mode and of a trainable one in train mode; one training
-step of `feature_extraction` and of `partial_ft` changes no frozen weight or BatchNorm
+set `requires_grad` on exactly their stages and put every module of a frozen stage in
+eval mode and of a trainable one in train mode (applied as a fit's first epoch does); one
+training step of `feature_extraction` and of `partial_ft` changes no frozen weight or BatchNorm
 statistic; the feature cache for `feature_extraction` is refused with its reason, or used
 and gives the model's own logits. *Stages* counts stem, feature stages, neck and head; the
 neck holds the pretrained layers between the last feature stage and the classifier. Where

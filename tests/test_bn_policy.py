@@ -50,8 +50,7 @@ def test_trainable_stages_follow_the_batchnorm_policy(make_cfg, policy: str) -> 
     cfg = make_cfg("strategy=partial_ft", "model.weights=none", f"strategy.trainable_bn={policy}")
     module = create_module(cfg, 10, CLASSES)
     before = _stats(module)
-    _fit(module, 32, 5, 2, limit_train_batches=3, limit_val_batches=1)
-    module.train()
+    _fit(module, 32, 5, 2, limit_train_batches=3, limit_val_batches=1)  # modes: the plan's
     after = _stats(module)
     for s in module.stages:
         bns = batch_norms(s)
@@ -70,7 +69,7 @@ def test_trainable_stages_follow_the_batchnorm_policy(make_cfg, policy: str) -> 
 def test_reestimated_statistics_are_the_exact_average_over_the_training_images(
     make_cfg,
 ) -> None:
-    from tl_experiments.strategies.unfreeze import reestimate_bn
+    from tl_experiments.strategies.apply import reestimate_bn
 
     cfg = make_cfg("strategy=full_ft", "model.weights=none", "strategy.trainable_bn=reestimate")
     module = create_module(cfg, 10, CLASSES)

@@ -75,12 +75,11 @@ def test_mlflow_output_is_its_run_id_and_uri(tmp_path: Path) -> None:
 def test_what_trains_is_said_once_and_when_it_changes(caplog) -> None:
     from types import SimpleNamespace
 
-    from tl_experiments.strategies import Strategy
-    from tl_experiments.strategies.unfreeze import StageSchedule
+    from tl_experiments.strategies.apply import ApplyPlan
 
     stages = [SimpleNamespace(name=n, index=i) for i, n in enumerate(["stem", "stage1", "head"])]
     module = SimpleNamespace(stages=stages, loggers=[], global_step=0)
-    schedule = StageSchedule(Strategy("s", trainable="head"))
+    schedule = ApplyPlan()
     with caplog.at_level("INFO"):
         for epoch, trainable in enumerate([{2}, {2}, {2}, {1, 2}, {1, 2}]):
             schedule._announce(module, epoch, frozenset(trainable))

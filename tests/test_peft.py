@@ -51,8 +51,8 @@ def test_each_strategy_trains_exactly_the_parameters_it_names(make_cfg, strategy
     kinds = param_kinds(module.backbone)
     head = set(module.stages[-1].param_names)
     named = {n for n, k in kinds.items() if kind in k} | head
-    assert {n for n, p in module.backbone.named_parameters() if p.requires_grad} == named
     _fit(module)
+    assert {n for n, p in module.backbone.named_parameters() if p.requires_grad} == named
     moved = {n for n, p in module.backbone.named_parameters() if not torch.equal(p, before[n])}
     assert moved == named
     assert any(k != frozenset() and kind in k for n, k in kinds.items() if n not in head)
@@ -73,7 +73,8 @@ def test_a_new_strategy_is_not_trained_on_cached_features(make_cfg, capsys) -> N
     from tl_experiments.feature_cache import cache_blocker
 
     module = create_module(make_cfg("strategy=bitfit"), 5, list("abcde"))
-    reason = cache_blocker(module, type("DM", (), {"deterministic": {"train": True}})(), {})
+    dm = type("DM", (), {"deterministic": {"train": True}})()
+    reason = cache_blocker(module.plan, module.backbone, dm, {})
     assert reason == "stages below the head train (bias only)"
 
 

@@ -223,7 +223,9 @@ def test_non_finite_loss_stops_a_run_on_cached_features(make_cfg) -> None:
     from tl_experiments.train import create_module
 
     module = create_module(make_cfg("strategy=feature_extraction"), 2, ["a", "b"])
-    module = CachedHeadModule.from_module(module, batch_size=4, frozen_digest="test")
+    module = CachedHeadModule(
+        module.backbone, module.plan, module.class_names, batch_size=4, frozen_digest="test"
+    )
     features = torch.full((8, module.backbone.num_features), float("nan"))
     split = FeatureSplit(features, torch.zeros(8, dtype=torch.long))
     loader = DataLoader(split, batch_size=None, sampler=WholeEpochSampler(8, 0, shuffle=True))

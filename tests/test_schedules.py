@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from tl_experiments.data import create_datamodule, load_image_set
 from tl_experiments.stages.stage import get_stages
-from tl_experiments.strategies import L2SP, Strategy, stage_lrs
+from tl_experiments.strategies import L2SP, Strategy, compile_plan, stage_lrs
 from tl_experiments.strategies.schedule import build_phases, stage_scales
 from tl_experiments.train import create_module
 
@@ -195,7 +195,7 @@ def test_a_phase_that_never_starts_is_said_in_one_line(make_cfg, caplog) -> None
     """lp_ft in 1 epoch: its fine-tuning phase would start at epoch 1, after the run."""
     import timm
 
-    from tl_experiments.strategies.plan import compile_plan, unreached_note
+    from tl_experiments.strategies.plan import unreached_note
 
     stages = get_stages(timm.create_model("test_efficientnet", num_classes=3))
     lp = Strategy.from_dict(
@@ -245,12 +245,10 @@ def test_l2sp_pulls_the_backbone_toward_w0_decoupled() -> None:
     of Adam's own update); the head keeps plain weight decay; frozen stages are not touched."""
     import timm
 
-    from tl_experiments.strategies import param_groups
-
     strategy = Strategy.from_dict({"name": "l2sp", "l2sp_alpha": 5.0, "weight_decay": 0.1})
     stages = get_stages(timm.create_model("test_resnet", num_classes=3))
     reg = L2SP(stages, alpha=strategy.l2sp_alpha)
-    groups = param_groups(stages, strategy)
+    groups = compile_plan(strategy, stages, None).param_groups(stages)
     assert [g["weight_decay"] for g in groups] == [0.0] * (len(stages) - 1) + [0.1]
     opt = torch.optim.SGD(groups, lr=0.01)  # SGD with zero grads: the pull alone moves w
     reg.attach(opt)

@@ -50,6 +50,18 @@ def test_cached_run_matches_the_uncached_run(make_cfg, tmp_path: Path) -> None:
             assert a[key] == pytest.approx(b[key], abs=1e-4), key
 
 
+def _cached(module, batch_size: int, digest: str) -> CachedHeadModule:
+    """``module``'s backbone and plan, trained on features."""
+    return CachedHeadModule(
+        module.backbone,
+        module.plan,
+        module.class_names,
+        label_smoothing=module.label_smoothing,
+        batch_size=batch_size,
+        frozen_digest=digest,
+    )
+
+
 def _closed_form_and_autograd(
     module, x: torch.Tensor, y: torch.Tensor
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -68,7 +80,7 @@ def _closed_form_and_autograd(
 def test_closed_form_head_gradients_equal_autograds(make_cfg) -> None:
     cfg = make_cfg("strategy=feature_extraction", "model.drop_rate=0.3", "label_smoothing=0.1")
     module = create_module(cfg, 4, list("abcd"))
-    module = CachedHeadModule.from_module(module, 8, "digest")  # forward: dropout + classifier
+    module = _cached(module, 8, "digest")  # forward: dropout + classifier
     module.train()
     head = module.backbone.get_classifier()
     torch.nn.init.normal_(head.weight)  # the head starts at zero: make the softmax uneven
@@ -116,7 +128,7 @@ def test_head_only_checkpoint_fills_in_only_the_same_backbone(make_cfg, tmp_path
     cfg = make_cfg("strategy=feature_extraction", *WHOLE)
     image_set = load_image_set(cfg.data.source)
     module = create_module(cfg, len(image_set.class_names), image_set.class_names)
-    module = CachedHeadModule.from_module(module, 16, "abc")
+    module = _cached(module, 16, "abc")
     ckpt = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(ckpt)
     head = {f"backbone.{k}" for k in module.stages[-1].param_names}
@@ -158,7 +170,8 @@ def test_cache_is_used_only_when_it_cannot_change_the_result(
     dm, _ = create_datamodule(
         image_set, module.backbone, cfg.model.img_size, augment=cfg.data.augment
     )
-    got = cache_blocker(module, dm, OmegaConf.to_container(cfg.trainer, resolve=True))
+    args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    got = cache_blocker(module.plan, module.backbone, dm, args)
     assert (got is None) if reason is None else (reason in got)
 
 

@@ -19,7 +19,8 @@ from tl_experiments.feature_cache import cache_blocker
 from tl_experiments.models import create_backbone
 from tl_experiments.models.module import TransferModule
 from tl_experiments.stages.stage import get_stages, stage_summary
-from tl_experiments.strategies import L2SP
+from tl_experiments.strategies import L2SP, compile_plan
+from tl_experiments.strategies.apply import apply_phase
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +39,9 @@ zoo = _zoo()
 def _module(arch: str, strategy: str) -> TransferModule:
     torch.manual_seed(0)
     backbone = create_backbone(arch, 5, "none")
-    return TransferModule(backbone, zoo._strategy(strategy), list("abcde"))
+    module = TransferModule(backbone, zoo._strategy(strategy), list("abcde"))
+    apply_phase(module, 0)  # as a fit's first epoch
+    return module
 
 
 @pytest.mark.parametrize(
@@ -91,8 +94,9 @@ def test_partial_ft_on_densenet_trains_the_batchnorm_of_its_trainable_stages() -
     module = _module("densenet121", "partial_ft")
     # BatchNorm in train mode where stages train (the shipped default keeps it in eval:
     # docs/schedules.md), so the modes show which stage owns each BatchNorm
-    module.strategy = dataclasses.replace(module.strategy, trainable_bn="train")
-    module.train()
+    strategy = dataclasses.replace(module.strategy, trainable_bn="train")
+    module.plan = compile_plan(strategy, module.stages, None)
+    apply_phase(module, 0)
     bn = {
         s.name: [
             m.training for t in s.modules for m in t.modules() if isinstance(m, nn.BatchNorm2d)
@@ -137,7 +141,8 @@ def test_several_classifiers_form_the_head_and_refuse_the_cache(arch: str, heads
     assert sorted(head.tensor_paths) == sorted(heads)
     assert all(torch.count_nonzero(p) == 0 for p in head.params)  # all zero-initialised
     assert "neck" not in [s.name for s in module.stages]  # aux_head is new, not pretrained
-    reason = cache_blocker(module, zoo.SimpleNamespace(deterministic={"train": True}), {})
+    dm = zoo.SimpleNamespace(deterministic={"train": True})
+    reason = cache_blocker(module.plan, module.backbone, dm, {})
     assert (
         reason == "the model has several classifiers (distillation, auxiliary or per-branch heads)"
     )

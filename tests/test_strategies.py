@@ -60,13 +60,13 @@ def test_strategy_freezes_exactly_its_stages(make_cfg, name: str) -> None:
     module = create_module(cfg, 10, [str(i) for i in range(10)])
     pretrained, trainable = EXPECTED[name]
     assert module.strategy.pretrained is pretrained
-    assert [s.name for s in module.stages if s.trainable] == trainable
-    for s in module.stages:  # all or nothing within a stage
-        assert {p.requires_grad for p in s.params} == {s.name in trainable}
     assert module.backbone.get_classifier().out_features == 10
 
     before = copy.deepcopy(module.backbone.state_dict())
     _fit(module)
+    assert [s.name for s in module.stages if s.trainable] == trainable  # set by ApplyPlan
+    for s in module.stages:  # all or nothing within a stage
+        assert {p.requires_grad for p in s.params} == {s.name in trainable}
     after = module.backbone.state_dict()
     frozen_prefixes = [
         n.rsplit(".", 1)[0] for s in module.stages if not s.trainable for n in s.param_names
@@ -100,10 +100,10 @@ def test_per_stage_learning_rates() -> None:
 def create_module_groups() -> list[dict]:
     import timm
 
-    from tl_experiments.strategies import param_groups
+    from tl_experiments.strategies import compile_plan
 
     stages = get_stages(timm.create_model("test_resnet", num_classes=3))
-    return param_groups(stages, Strategy(name="x"))
+    return compile_plan(Strategy(name="x"), stages, None).param_groups(stages)
 
 
 def test_stage_selection_syntax() -> None:

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,18 +15,14 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
-from tl_experiments.analysis import analyze, snapshot_weights
+from tl_experiments.analysis import analyze
+from tl_experiments.assembly import build_run, create_module
 from tl_experiments.callbacks import EpochHistory, RandomState, early_stopping
-from tl_experiments.data import build_data, load_image_set
+from tl_experiments.data import load_image_set
 from tl_experiments.errors import UserError, require_seed
-from tl_experiments.feature_cache import (
-    CachedHeadModule,
-    FeatureCache,
-    cache_blocker,
-    use_cached_features,
-)
+from tl_experiments.feature_cache import CachedHeadModule
 from tl_experiments.models import stage_summary
-from tl_experiments.models.backbone import ModelSpec, WeightsInfo, build_backbone
+from tl_experiments.models.backbone import WeightsInfo
 from tl_experiments.models.module import TransferModule
 from tl_experiments.run.checkpoint_writer import LocalFileCheckpointIO
 from tl_experiments.run.console import RunProgress, closing_summary, quiet_third_party
@@ -43,37 +39,11 @@ from tl_experiments.run.peak_memory import measure_peak_memory
 from tl_experiments.run.record import HP_METRICS, collect_metrics, flat_hparams, run_name
 from tl_experiments.run.resume import resume_path, stopped_by_ctrl_c
 from tl_experiments.schema import RunRecord
-from tl_experiments.strategies import Strategy
-from tl_experiments.strategies.lora import adapters_for
 from tl_experiments.tuning import TuningSteps, tuned_run, tuning_applies, with_params
 
-__all__ = ["run"]
+__all__ = ["create_module", "create_trainer", "run"]
 
 log = logging.getLogger(__name__)
-
-
-def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> TransferModule:
-    """Backbone with its starting weights, wrapped under the configured strategy."""
-    strategy = Strategy.from_dict(OmegaConf.to_container(cfg.strategy, resolve=True))
-    spec = ModelSpec.from_config(cfg.model)
-    backbone, info = build_backbone(
-        spec, num_classes, strategy.pretrained, cfg.get("zero_head", True)
-    )
-    lora = adapters_for(backbone, strategy)  # peft LoRA adapters, when the strategy has them
-    epochs = cfg.trainer.get("max_epochs")  # the plan of what trains when, compiled once
-    module = TransferModule(
-        backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing, epochs
-    )
-    module.meta |= {"weights": asdict(info)} | ({"lora": lora} if lora else {})  # checkpoints
-    module.base_only = strategy.parameter_efficient and info.source != "none"
-    module.base_only &= not module.plan.scheduled  # a fixed base (base_weights.py)
-    speed = cfg.get("speed") or {}
-    module.set_speed_options(
-        bool(speed.get("channels_last")),
-        bool(speed.get("compile")),
-        bool(speed.get("fused_optimizer")),
-    )
-    return module
 
 
 def create_trainer(
@@ -166,19 +136,14 @@ class _Parts:
 
 
 def _assemble(cfg: DictConfig, out: Path, *callbacks: pl.Callback, placement: Placement) -> _Parts:
-    """Seed, data, module (on cached features when possible), summary, trainer."""
+    """Seed, build (module and data, on cached features when possible), summary, trainer."""
     clock = time.time(), time.process_time()  # _Parts.started_at, _Parts.cpu_start
     pl.seed_everything(require_seed("seed", cfg.seed), workers=True)
     image_set = load_image_set(cfg.data.source, cfg.data.get("source_args"))
-    module = create_module(cfg, len(image_set.class_names), image_set.class_names)
-    w0 = snapshot_weights(module.backbone)
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    dm, data_cfg = build_data(data, module.backbone, cfg.model.img_size, cfg.seed, image_set)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    module.meta |= {"arch": cfg.model.arch, "data_config": data_cfg, "config": config}
-    start = time.perf_counter()  # training time includes computing cached features
-    module, dm = _maybe_cache_features(cfg, module, dm, data_cfg)
-    summary = _write_summary(cfg, module, out)
+    built = build_run(cfg, image_set)
+    start = time.perf_counter()  # training time includes computing cached features (lazily)
+    module, dm = built.module, built.dm
+    summary = _write_summary(cfg, module, built.weights, out)
     history = EpochHistory()
     batches = dm.train_batches  # 1 on cached features: a split is one batch
     if cfg.trainer.get("limit_train_batches") and cfg.trainer.limit_train_batches >= 1:
@@ -186,16 +151,19 @@ def _assemble(cfg: DictConfig, out: Path, *callbacks: pl.Callback, placement: Pl
     extra = [*placement.callbacks, *callbacks]
     trainer = create_trainer(cfg, out, history, module, *extra, train_batches=batches)
     log_run_start(trainer.loggers, flat_hparams(cfg), summary)
-    return _Parts(module, dm, data_cfg, w0, trainer, history, placement, start, *clock)
+    return _Parts(module, dm, built.data_cfg, built.w0, trainer, history, placement, start, *clock)
 
 
-def _write_summary(cfg: DictConfig, module: TransferModule, out: Path) -> str:
-    """The stage table (what trains, at which lr), printed and kept in summary.txt."""
+def _write_summary(cfg: DictConfig, module: TransferModule, weights: WeightsInfo, out: Path) -> str:
+    """The stage table (what trains at the start, at which lr), printed and kept in
+    summary.txt."""
+    plan = module.plan
     summary = stage_summary(
         module.stages,
         f"{cfg.model.name} ({cfg.model.arch}), strategy {cfg.strategy.name}",
-        list(module.plan.lrs),
-        WeightsInfo(**module.meta["weights"]).describe(),
+        list(plan.lrs),
+        weights.describe(),
+        plan.trainable_counts(module.stages, 0),
     )
     print(summary, flush=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -278,22 +246,3 @@ def _analyse(cfg: DictConfig, parts: _Parts, metrics: dict) -> bool:
         metrics["analysis_interrupted"] = True
         return True
     return False
-
-
-def _maybe_cache_features(cfg: DictConfig, module: TransferModule, dm, data_cfg: dict):
-    """The module and data to train: on cached features when that cannot change the result
-    (feature_cache/), else ``module`` and ``dm`` as they are."""
-    if not cfg.feature_cache.enabled:
-        return module, dm
-    reason = cache_blocker(module, dm, OmegaConf.to_container(cfg.trainer, resolve=True))
-    if reason is not None:
-        log.info("Feature cache not used: %s.", reason)
-        return module, dm
-    key_parts = {
-        "arch": cfg.model.arch,
-        "source": cfg.data.source,
-        "source_args": OmegaConf.to_container(cfg.data.source_args, resolve=True),
-        "transform": data_cfg,
-    }
-    log.info("Feature cache: the frozen backbone runs once per split; the head trains on that.")
-    return use_cached_features(module, dm, FeatureCache(cfg.feature_cache.dir), key_parts)

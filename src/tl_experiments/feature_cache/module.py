@@ -44,26 +44,6 @@ class CachedHeadModule(TransferModule):
         self.backbone.eval()  # train() toggles only the classifier
         self._frozen_keys = frozenset(self._frozen_state())  # fixed while it stays frozen
 
-    @classmethod
-    def from_module(
-        cls, module: TransferModule, batch_size: int, frozen_digest: str
-    ) -> CachedHeadModule:
-        """The same backbone, strategy and options as ``module``, trained on features."""
-        cached = cls(
-            module.backbone,
-            module.strategy,
-            module.class_names,
-            module.scheduler_name,
-            module.label_smoothing,
-            module.plan.max_epochs,
-            batch_size=batch_size,
-            frozen_digest=frozen_digest,
-        )
-        # Not base_only: a cached run's checkpoints are the cache's own head-only format.
-        cached.meta = dict(module.meta)
-        cached.channels_last, cached.fused_optimizer = module.channels_last, module.fused_optimizer
-        return cached
-
     @property
     def _head_drop_rate(self) -> float:
         """timm's dropout before the classifier (``drop_rate``; 0 where a model has none)."""
@@ -79,6 +59,14 @@ class CachedHeadModule(TransferModule):
         self.backbone.get_classifier().train(mode)
         return self
 
+    def on_validation_model_eval(self) -> None:
+        self.train(False)
+
+    def on_validation_model_train(self) -> None:
+        # Only the classifier has a mode that matters: Lightning's default would write back
+        # the flag of each of the body's few hundred submodules (docs/speed.md).
+        self.train(True)
+
     def on_validation_model_zero_grad(self) -> None:
         # Only the classifier has gradients: skip the frozen body's few hundred tensors.
         self.backbone.get_classifier().zero_grad()
@@ -88,13 +76,15 @@ class CachedHeadModule(TransferModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, logits, y = self._step(batch)  # the whole split: its accuracy, directly
+        if self.trainer.state.fn == "fit":
+            self._log_x_axis()
         self.log("val/loss", loss, on_epoch=True, prog_bar=True)
         self.log("val/acc", (logits.argmax(-1) == y).float().mean(), on_epoch=True, prog_bar=True)
 
     def _optimizer_groups(self) -> list[dict]:
         # Only the head trains: a step over the frozen stages' empty groups would cost more
         # than the head's own.
-        return [g for g in super()._optimizer_groups() if g["stage"] == self.stages[-1].index]
+        return self.plan.param_groups(self.stages, only=[self.stages[-1].index])
 
     def _total_steps(self) -> int:
         epochs_of_batches = super()._total_steps()  # also sets up the train loader
@@ -113,7 +103,7 @@ class CachedHeadModule(TransferModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         digest = checkpoint.get("tl_experiments", {}).get("frozen_backbone")
         if digest is None:
-            resuming = self._trainer is not None and self.trainer.state.fn == "fit"
+            resuming = _fitting(self)
             groups = [len(s["param_groups"]) for s in checkpoint.get("optimizer_states", [])]
             if resuming and groups and groups[0] != 1:
                 raise UserError(
@@ -153,13 +143,10 @@ class CachedHeadModule(TransferModule):
     def _train_epoch_on_features(self, batch) -> None:
         """A whole epoch of cached features: the image path's minibatches and steps."""
         x, y = batch
-        lightning_opt, sched = self.optimizers(), self.lr_schedulers()
-        # The torch optimizer itself: Lightning's wrappers (precision plugin, strategy,
-        # closure, hooks) cost several times a linear head's step, and have no work here
-        # (fp16's loss scaler blocks the cache: plan.py). Lightning has no public call that
-        # counts a step without them, so its own pre/post-step hooks keep
-        # trainer.global_step (private: LightningOptimizer._on_before_step/_on_after_step).
-        opt = lightning_opt.optimizer
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        # Lightning's own optimizer step (public): it counts the step (global_step) and runs
+        # the on_before_optimizer_step hooks, as on the image path. The gradients are set
+        # before it (closed form, or autograd for other heads), so its closure is empty.
         head = self.backbone.get_classifier()
         linear = type(head) is nn.Linear
         if linear:  # soft targets of the whole epoch, sliced per minibatch
@@ -172,10 +159,8 @@ class CachedHeadModule(TransferModule):
             else:
                 loss, logits, _ = self._step((xb, yb))
                 opt.zero_grad()
-                loss.backward()
-            lightning_opt._on_before_step()
+                self.manual_backward(loss)
             opt.step()
-            lightning_opt._on_after_step()
             if sched is not None:
                 sched.step()
             outputs.append(logits.detach())
@@ -188,10 +173,14 @@ class CachedHeadModule(TransferModule):
         accuracy = (logits.argmax(-1) == y).sum() / len(y)  # = micro accuracy
         for name, value in (("train/loss", mean_loss), ("train/acc", accuracy)):
             self.log(name, value, on_step=False, on_epoch=True, prog_bar=True)
-        # Lightning logs (self.log, LearningRateMonitor) at its count of batches; counting
-        # this epoch's minibatches keeps the x axis in optimizer steps, as on the image path.
-        # Lightning has no public setter for that count (private: _batches_that_stepped).
-        self.trainer.fit_loop.epoch_loop._batches_that_stepped += math.ceil(len(y) / n) - 1
+        self._log_x_axis()
+
+    def _log_x_axis(self) -> None:
+        """Lightning logs at its count of batches, here one an epoch; a logged ``step`` is
+        its documented way to set the x axis (optimizer steps, as on the image path), and
+        then the ``epoch`` it adds otherwise is logged here too."""
+        for name, value in (("step", self.global_step), ("epoch", self.current_epoch)):
+            self.log(name, float(value), on_step=False, on_epoch=True)
 
     def _soft_targets(self, y: torch.Tensor, classes: int) -> torch.Tensor:
         """The targets of F.cross_entropy with this run's label smoothing, as rows."""
@@ -223,3 +212,11 @@ class CachedHeadModule(TransferModule):
             if b is not None:
                 b.grad = g.sum(0).to(b.dtype)
         return logits
+
+
+def _fitting(module: TransferModule) -> bool:
+    """Whether ``module`` is attached to a trainer that is fitting (a resume)."""
+    try:
+        return module.trainer.state.fn == "fit"
+    except RuntimeError:  # not attached to a trainer: loaded outside any fit
+        return False

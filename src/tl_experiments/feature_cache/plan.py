@@ -1,5 +1,5 @@
-"""Decide whether a run can train its head on cached features (and why not), and assemble
-the module and data that do.
+"""Decide whether a run can train its head on cached features (and why not), and serve its
+splits as features when it does.
 
 The cache is used only when it cannot change the result: every stage below the classifier
 stays frozen for the whole run, frozen BatchNorm keeps its statistics (``train_bn`` off),
@@ -24,19 +24,18 @@ from timm.layers import SelectAdaptivePool2d
 
 from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.feature_cache.data import CachedFeatureData
-from tl_experiments.feature_cache.module import CachedHeadModule
 from tl_experiments.feature_cache.store import (
     FeatureCache,
     cache_key,
     extract_features,
     weights_digest,
 )
-from tl_experiments.models.module import TransferModule
 from tl_experiments.stages.groups import classifier_modules
+from tl_experiments.strategies import StrategyPlan
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cache_blocker", "use_cached_features"]
+__all__ = ["cache_blocker", "cached_features"]
 
 # Layers of a classifier that takes maps: DLA's and DPN's 1x1 convolution; Sequencer's
 # get_classifier() returns the whole head, global pooling included.
@@ -58,10 +57,13 @@ _TRAINER_DEFAULTS = {
 
 
 def cache_blocker(
-    module: TransferModule, dm: ImageDataModule, trainer_args: dict | None = None
+    plan: StrategyPlan,
+    backbone: nn.Module,
+    dm: ImageDataModule,
+    trainer_args: dict | None = None,
 ) -> str | None:
-    """Why features cannot be cached for this run, or ``None`` when they can."""
-    stages, strategy = module.stages, module.strategy
+    """Why features cannot be cached for a run of ``plan`` on ``backbone``, or ``None``
+    when they can."""
     for key, default in _TRAINER_DEFAULTS.items():
         value = (trainer_args or {}).get(key, default)
         # By type too: Lightning reads limit_train_batches=1 (int) as one batch.
@@ -71,16 +73,16 @@ def cache_blocker(
     if precision in ("16", "16-mixed"):  # Lightning's names for fp16 autocast + GradScaler
         return f"trainer.precision={precision} (fp16 needs a loss scaler at every step)"
     # A schedule whose later phases never start (lp_ft in 1 epoch) trains the head alone.
-    if any(s.trainable for s in stages[:-1]) or module.plan.schedule_runs:
-        kinds = "" if not strategy.parameter_efficient else f" ({'/'.join(strategy.kinds)} only)"
+    if not plan.head_only:
+        kinds = "" if plan.kinds == ("all",) else f" ({'/'.join(plan.kinds)} only)"
         return f"stages below the head train{kinds}"
-    if strategy.train_bn:
+    if plan.frozen_bn_trains:
         return "train_bn updates frozen BatchNorm statistics"
-    if module.l2sp is not None:
+    if plan.strategy.uses_l2sp:
         return "the L2-SP penalty is added on the image path only"
     if not dm.deterministic["train"]:
         return "random augmentation changes the training images every epoch"
-    heads = classifier_modules(module.backbone)
+    heads = classifier_modules(backbone)
     if len(heads) > 1:
         return "the model has several classifiers (distillation, auxiliary or per-branch heads)"
     if any(isinstance(m, _TAKES_MAPS) for m in heads[0].modules()):
@@ -91,15 +93,18 @@ def cache_blocker(
     return None
 
 
-def use_cached_features(
-    module: TransferModule, dm: ImageDataModule, cache: FeatureCache, key_parts: dict
-) -> tuple[CachedHeadModule, CachedFeatureData]:
-    """The module and data of a run that trains its head on cached features: every split
-    of ``dm`` served as its backbone features (computed when the split is first needed),
-    and ``module``'s backbone and strategy running only the classifier. Keys include the
-    backbone's exact weights (the classifier excluded)."""
-    head = set(module.stages[-1].param_names)
-    body = {k: v for k, v in module.backbone.state_dict().items() if k not in head}
+def cached_features(
+    backbone: nn.Module,
+    head_params: set[str],
+    dm: ImageDataModule,
+    cache: FeatureCache,
+    key_parts: dict,
+    channels_last: bool,
+) -> tuple[str, CachedFeatureData]:
+    """The digest of ``backbone``'s frozen body (its weights without ``head_params``) and
+    every split of ``dm`` served as that body's features, each computed when the split is
+    first needed. Keys include the body's exact weights."""
+    body = {k: v for k, v in backbone.state_dict().items() if k not in head_params}
     digest = weights_digest(body)
 
     def features(split: str):
@@ -107,15 +112,13 @@ def use_cached_features(
             dm.image_dataset(split)  # drops unreadable images: the key needs the rest
         key = cache_key(weights=digest, split=split, indices=dm.splits[split], **key_parts)
         start = time.perf_counter()
-        backbone, fast = module.backbone, module.channels_last
         found = cache.get_or_compute(
             key,
             lambda: extract_features(
-                backbone, dm.image_dataset(split), fast, num_workers=dm.workers(split)
+                backbone, dm.image_dataset(split), channels_last, num_workers=dm.workers(split)
             ),
         )
         log.info("Backbone features of the %s split: %.1f s.", split, time.perf_counter() - start)
         return found
 
-    cached = CachedHeadModule.from_module(module, dm.batch_size, digest)
-    return cached, CachedFeatureData(dm, features)
+    return digest, CachedFeatureData(dm, features)

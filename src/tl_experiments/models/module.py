@@ -19,9 +19,9 @@ from torchmetrics.classification import (
 from tl_experiments.errors import UserError
 from tl_experiments.models.base_weights import KEY as BASE_KEY
 from tl_experiments.models.base_weights import fill_base, strip_base
-from tl_experiments.stages.stage import batch_norms, get_stages
-from tl_experiments.strategies import L2SP, Strategy, compile_plan, param_groups, set_trainable
-from tl_experiments.strategies.unfreeze import StageSchedule
+from tl_experiments.stages.stage import get_stages
+from tl_experiments.strategies import L2SP, Strategy, StrategyPlan, compile_plan
+from tl_experiments.strategies.apply import ApplyPlan
 
 __all__ = ["TransferModule", "SCHEDULERS"]
 
@@ -33,34 +33,48 @@ class TransferModule(pl.LightningModule):
 
     Args:
         backbone: a timm model whose head already has ``len(class_names)`` outputs.
-        strategy: which stages train, their learning rates and the BatchNorm policy.
+        strategy: its compiled plan, or a strategy compiled here into ``self.plan``
+            (strategies/plan.py): what trains, at which lr, with which BatchNorm policy;
+            ``ApplyPlan`` applies it during a fit.
         class_names: label names, index = class id (kept in the checkpoint).
         scheduler: ``cosine`` (per step, to 0), ``onecycle`` or ``constant``.
         label_smoothing: cross-entropy label smoothing.
-        max_epochs: the fit's length, to compile the strategy's plan (``self.plan``) once;
-            None outside a fit (the schedule callback compiles it when a fit starts).
+        max_epochs: the fit's length, to compile the plan once; None outside a fit (the
+            plan's callback then compiles its own when a fit starts).
+        base_rebuildable: the starting weights can be loaded again (``model.weights`` is
+            not ``none``): a parameter-efficient run's checkpoints leave its base out.
+        meta: what every checkpoint stores besides the weights (arch, data and run config).
+        channels_last, fused_optimizer, compile: speed options (``speed.*``).
     """
 
     def __init__(
         self,
         backbone: nn.Module,
-        strategy: Strategy,
+        strategy: Strategy | StrategyPlan,
         class_names: Sequence[str],
         scheduler: str = "cosine",
         label_smoothing: float = 0.0,
         max_epochs: int | None = None,
+        *,
+        base_rebuildable: bool = False,
+        meta: dict | None = None,
+        channels_last: bool = False,
+        fused_optimizer: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.strategy = strategy
         self.class_names = list(class_names)
         self.scheduler_name = scheduler
         self.label_smoothing = label_smoothing
         self.stages = get_stages(backbone)
-        self.plan = compile_plan(strategy, self.stages, max_epochs)
-        set_trainable(self.stages, self.plan.trainable_at(0), strategy.kinds)
+        if isinstance(strategy, StrategyPlan):  # compiled by the run's builder
+            self.plan = strategy
+        else:
+            self.plan = compile_plan(strategy, self.stages, max_epochs, base_rebuildable)
         # w0 = the weights the backbone starts from (pretrained), as buffers.
-        self.l2sp = L2SP(self.stages, strategy.l2sp_alpha) if strategy.uses_l2sp else None
+        alpha = self.plan.strategy.l2sp_alpha
+        self.l2sp = L2SP(self.stages, alpha) if alpha > 0 else None
         n = len(self.class_names)
         self.train_acc = MulticlassAccuracy(n, average="micro")
         self.val_acc = MulticlassAccuracy(n, average="micro")
@@ -74,21 +88,9 @@ class TransferModule(pl.LightningModule):
             }
         )
         self.test_confmat = MulticlassConfusionMatrix(n)
-        self.meta: dict = {}  # arch, data config, run config: stored in every checkpoint
-        self.channels_last = False  # see set_speed_options
-        self.fused_optimizer = False
-        self._training_before_eval = True  # see on_validation_model_eval
-        self.base_only = False  # checkpoints leave out the frozen base (base_weights.py)
-
-    def set_speed_options(
-        self, channels_last: bool = False, compile: bool = False, fused_optimizer: bool = False
-    ) -> None:
-        """Speed options, each measured in scripts/bench.py before it became a default.
-
-        ``compile`` compiles the backbone in place (``nn.Module.compile``), so parameter
-        names and checkpoints stay the same. ``fused_optimizer`` uses AdamW's fused kernel
-        (one pass over all parameters instead of a chain of per-tensor ops).
-        """
+        self.meta: dict = dict(meta or {})  # arch, data config, run config: in checkpoints
+        # Speed options (docs/speed.md). ``compile`` compiles the backbone in place
+        # (``nn.Module.compile``): parameter names and checkpoints stay the same.
         self.channels_last = channels_last
         self.fused_optimizer = fused_optimizer
         if channels_last:
@@ -96,13 +98,17 @@ class TransferModule(pl.LightningModule):
         if compile:
             self.backbone.compile()
 
+    @property
+    def strategy(self) -> Strategy:
+        return self.plan.strategy
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["tl_experiments"] = {
             "class_names": self.class_names,
             "strategy": self.strategy.name,
             **self.meta,
         }
-        if self.base_only:  # parameter-efficient: what trained plus the base's digest
+        if not self.plan.keeps_base:  # parameter-efficient: what trained + the base's digest
             strip_base(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -116,44 +122,14 @@ class TransferModule(pl.LightningModule):
             )
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        # The strategy's schedule (which stages train each epoch) travels with the module.
-        if any(isinstance(c, StageSchedule) for c in self.trainer.callbacks):
+        # The callback that applies the plan (what trains, modes, lr scales) travels with
+        # the module, so a module fits the same under any trainer.
+        if any(isinstance(c, ApplyPlan) for c in self.trainer.callbacks):
             return []  # test() after fit(): keep the instance (and state) fit used
-        return [StageSchedule(self.strategy)]
+        return [ApplyPlan()]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
-
-    def train(self, mode: bool = True) -> TransferModule:
-        """Frozen stages stay in eval mode (fixed BatchNorm statistics) unless ``train_bn``;
-        the BatchNorm layers of stages that train follow ``strategy.trainable_bn``."""
-        super().train(mode)
-        if not mode:
-            return self
-        for stage in self.stages:
-            if not stage.trainable and not self.strategy.train_bn:
-                for m in stage.modules:
-                    m.eval()
-            elif stage.trainable and self.strategy.trainable_bn != "train":
-                for bn in batch_norms(stage):  # statistics fixed; weight and bias train
-                    bn.training = False  # its own flag only: timm's BatchNormAct2d holds
-                    # its activation and drop (parameter-free) as children, which train
-        return self
-
-    def on_validation_model_eval(self) -> None:
-        self._training_before_eval = self.training
-        super().on_validation_model_eval()
-
-    def on_validation_model_train(self) -> None:
-        # Back to the mode before validation, by train()'s policy. Lightning's default
-        # writes back the flag it captured in each of the model's few hundred submodules,
-        # one attribute write each, a share of a cached epoch (docs/speed.md).
-        self.train(self._training_before_eval)
-
-    def on_train_epoch_start(self) -> None:
-        # Lightning (>= 2.2) never calls .train() itself: it keeps whatever mode the modules
-        # are in, so the frozen-stage policy is applied here, every epoch.
-        self.train()
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor]):
         x, y = batch
@@ -212,8 +188,8 @@ class TransferModule(pl.LightningModule):
         return {"per_class": per_class, "confusion_matrix": confmat.tolist()}
 
     def _optimizer_groups(self) -> list[dict]:
-        """One AdamW parameter group per stage, at the strategy's lr for that stage."""
-        return param_groups(self.stages, self.strategy)
+        """One AdamW parameter group per stage, at the plan's lr for that stage."""
+        return self.plan.param_groups(self.stages)
 
     def _total_steps(self) -> int:
         """Optimizer steps in the whole fit: the schedules' length."""

@@ -212,11 +212,15 @@ def stage_summary(
     title: str,
     lrs: Sequence[float] | None = None,
     weights: str | None = None,
+    trainable: Sequence[int] | None = None,
 ) -> str:
     """The lesson's model summary, measured: one row per stage, totals, trainable share;
-    with ``lrs`` each stage's learning rate, with ``weights`` where they came from."""
+    with ``lrs`` each stage's learning rate, with ``weights`` where they came from, with
+    ``trainable`` each stage's count of parameters that train (else: those that require
+    grad now)."""
+    counts = list(trainable) if trainable is not None else [s.num_trainable for s in stages]
     total = sum(s.num_params for s in stages)
-    trainable = sum(s.num_trainable for s in stages)
+    trainable_total = sum(counts)
     width = max(len(s.prefixes) for s in stages)
     width = min(max(width, 7), 40)
     lines = [f"Model: {title}"]
@@ -228,15 +232,15 @@ def stage_summary(
         + ("     lr" if lrs else ""),
     ]
     for i, s in enumerate(stages):
-        status = "trainable" if s.trainable else "frozen   "
+        status = "trainable" if counts[i] else "frozen   "
         lr = f"  {lrs[i]:.2g}" if lrs else ""
         row = (
             f"  {s.name:8s} {s.prefixes[:width]:{width}s} {s.num_params:>12,}  {status} "
-            f"{s.num_trainable:>10,}{lr}"
+            f"{counts[i]:>10,}{lr}"
         )
         lines.append(row.rstrip())
-    share = 100.0 * trainable / max(total, 1)
-    lines += ["", f"Trainable parameters: {trainable:,} of {total:,} ({share:.1f}%)"]
+    share = 100.0 * trainable_total / max(total, 1)
+    lines += ["", f"Trainable parameters: {trainable_total:,} of {total:,} ({share:.1f}%)"]
     return "\n".join(lines)
 
 

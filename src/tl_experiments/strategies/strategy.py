@@ -12,9 +12,8 @@ from dataclasses import dataclass, fields
 
 from tl_experiments.errors import UserError, require_number
 from tl_experiments.stages.kinds import PARAM_KINDS
-from tl_experiments.stages.stage import Stage
 
-__all__ = ["BN_POLICIES", "Strategy", "param_groups", "stage_lrs"]
+__all__ = ["BN_POLICIES", "Strategy"]
 
 # BatchNorm of the stages that train: ``train`` normalises with batch statistics and
 # updates the running averages (torch's default); ``frozen`` keeps the pretrained
@@ -57,7 +56,7 @@ class Strategy:
         param_kinds: which parameters train inside the trainable stages below the head:
             ``all``, or one or more of ``bias`` (BitFit), ``norm`` (normalisation affine
             parameters), ``lora`` (the adapters of ``lora_rank``). The head (the new
-            classifier) always trains whole (``strategies/plan.py``, ``set_trainable``).
+            classifier) always trains whole (``StrategyPlan.trains``).
         lora_rank: LoRA (Hu et al. 2022, through Hugging Face peft): the rank r of the
             adapters added to the modules ``lora_targets`` names; 0 = no adapters.
         lora_alpha: LoRA's scale numerator: the update is ``(alpha / r) * B A``.
@@ -206,31 +205,3 @@ def _phase(p: dict) -> dict:
     if not isinstance(p.get("trainable", "all"), str):
         p["trainable"] = tuple(p["trainable"])
     return p
-
-
-def stage_lrs(strategy: Strategy, n_stages: int) -> list[float]:
-    """Learning rate of each stage, bottom (stem) to top (head)."""
-    lrs = []
-    for i in range(n_stages):
-        depth = n_stages - 1 - i  # 0 for the head, 1 for the stage just below it
-        scale = 1.0 if depth == 0 else strategy.backbone_lr_scale * strategy.lr_decay ** (depth - 1)
-        lrs.append(strategy.lr * scale)
-    return lrs
-
-
-def param_groups(stages: Sequence[Stage], strategy: Strategy) -> list[dict]:
-    """One optimizer group per stage, frozen ones included (fastai's design).
-
-    Freezing later only flips ``requires_grad`` (a param without grad is skipped by torch
-    optimizers), so schedulers and checkpoints always see the same groups.
-    """
-    lrs = stage_lrs(strategy, len(stages))
-    head = stages[-1].index
-    # Under L2-SP the pull toward w0 replaces weight decay (a pull toward 0) on the backbone.
-    decay = [
-        0.0 if strategy.uses_l2sp and s.index != head else strategy.weight_decay for s in stages
-    ]
-    return [
-        {"params": s.params, "lr": lr, "name": s.name, "stage": s.index, "weight_decay": wd}
-        for s, lr, wd in zip(stages, lrs, decay, strict=True)
-    ]
