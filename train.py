@@ -8,7 +8,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from tl_experiments.cli import guarded, preflight, register_resolvers
+from tl_experiments.commands.guard import guarded
+from tl_experiments.commands.preflight import preflight
+from tl_experiments.commands.resolvers import register_resolvers
 from tl_experiments.paths import quote_path_overrides
 
 register_resolvers()

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from tl_experiments.cli import register_resolvers
+from tl_experiments.commands.resolvers import register_resolvers
 from tl_experiments.data import create_datamodule, load_image_set
 from tl_experiments.feature_cache import FeatureCache, extract_features
 from tl_experiments.models.module import TransferModule

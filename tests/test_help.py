@@ -11,10 +11,10 @@ import pytest
 from .conftest import ROOT
 
 COMMANDS = {  # command -> options its help must explain, one line each
-    "predict": ["-m", "tl_experiments.predict"],
-    "export": ["-m", "tl_experiments.export"],
-    "advise": ["-m", "tl_experiments.advise"],
-    "compare": ["-m", "tl_experiments.compare"],
+    "predict": ["-m", "tl_experiments.commands.predict"],
+    "export": ["-m", "tl_experiments.commands.export"],
+    "advise": ["-m", "tl_experiments.commands.advise"],
+    "compare": ["-m", "tl_experiments.commands.compare"],
     "train": [str(ROOT / "train.py")],
     "eval": [str(ROOT / "eval.py")],
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from tl_experiments.sweep_progress import estimate_seconds_left, seed_first
+from tl_experiments.commands.sweep_progress import estimate_seconds_left, seed_first
 
 JOBS = [
     (f"seed={seed}", f"strategy={name}")

@@ -41,7 +41,7 @@ class SeedMajorSweeper(BasicSweeper):
     def split_arguments(  # type: ignore[override]  # BasicSweeper's is a staticmethod
         self, overrides: list[Override], max_batch_size: int | None
     ) -> list[list[list[str]]]:
-        from tl_experiments.sweep_progress import seed_first, write_plan
+        from tl_experiments.commands.sweep_progress import seed_first, write_plan
 
         batches = BasicSweeper.split_arguments(seed_first(overrides), max_batch_size)
         assert self.config is not None

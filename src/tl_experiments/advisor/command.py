@@ -1,10 +1,10 @@
-"""What ``python -m tl_experiments.advise`` does (the entry point, ``tl_experiments/advise.py``,
+"""What ``tl-advise`` does (the entry point, ``tl_experiments/commands/advise.py``,
 imports this module only when it runs, so its ``--help`` needs no torch): measure a dataset,
 apply the lesson's rules, print the ``train.py`` command to run.
 
-    python -m tl_experiments.advise                                   # default data and model
-    python -m tl_experiments.advise data=digits priority=speed
-    python -m tl_experiments.advise data=image_folder data.root=DIR similarity=low
+    tl-advise                                   # default data and model
+    tl-advise data=digits priority=speed
+    tl-advise data=image_folder data.root=DIR similarity=low
 
 Takes the same ``data=`` and ``model=`` overrides as ``train.py``. Size is counted
 (the training split after ``samples_per_class``), similarity is measured with a linear

@@ -21,7 +21,7 @@ __all__ = ["resume_hint", "resume_path", "stopped_by_ctrl_c"]
 @contextmanager
 def stopped_by_ctrl_c(trainer: pl.Trainer, out: Path, where: str) -> Iterator[None]:
     """Lightning answers Ctrl-C with its own shutdown and ``sys.exit(1)``; say instead how
-    to resume (``KeyboardInterrupt`` with that sentence, which ``cli.guarded`` prints)."""
+    to resume (``KeyboardInterrupt`` with that sentence, which ``commands/guard.py`` prints)."""
     try:
         yield
     except SystemExit:

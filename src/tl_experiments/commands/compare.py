@@ -1,4 +1,4 @@
-"""Compare the runs of a sweep: `python -m tl_experiments.compare SWEEP_DIR [--out DIR]`.
+"""Compare the runs of a sweep: `tl-compare SWEEP_DIR [--out DIR]`.
 
 Writes report.md, report.csv and PNG plots into the sweep folder (or --out) and
 prints the comparison table.
@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from tl_experiments.cli import run_command
+from tl_experiments.commands.guard import run_command
 
 if TYPE_CHECKING:  # pandas and matplotlib are imported when a report is made: --help is quick
     from tl_experiments.report import Report
@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the compare command; returns the exit code (0 ok, 2 missing folder or no runs:
-    one sentence, through the error handling every command shares, ``cli.run_command``)."""
+    one sentence, through the error handling every command shares, ``guard.run_command``)."""
     return run_command(_main, argv)
 
 
