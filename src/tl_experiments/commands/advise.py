@@ -10,6 +10,7 @@ command runs (torch and the model code take seconds to import; ``--help`` needs 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import hydra
@@ -42,8 +43,9 @@ register_resolvers()  # before Hydra composes (python -m and the tl-advise scrip
 def main(cfg: DictConfig) -> None:
     """Entry point of ``tl-advise``."""
     from tl_experiments.advisor.command import advise
+    from tl_experiments.commands.hydra_job import task_overrides
 
-    guarded(advise, cfg)
+    guarded(partial(advise, overrides=task_overrides()), cfg)
 
 
 if __name__ == "__main__":

@@ -43,16 +43,11 @@ def guarded(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict | None:
         print(f"Error: {message}", file=sys.stderr, flush=True)
         if not isinstance(e, UserError):
             print("Set HYDRA_FULL_ERROR=1 for the full traceback.", file=sys.stderr)
-        if _multirun():
+        from tl_experiments.commands.hydra_job import multirun  # Hydra: not for --help
+
+        if multirun():
             return None
         sys.exit(2 if isinstance(e, UserError) else 1)
-
-
-def _multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _record_failure(cfg: DictConfig, e: BaseException, message: str) -> None:
