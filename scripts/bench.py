@@ -31,13 +31,19 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from tl_experiments.commands.resolvers import register_resolvers
 from tl_experiments.data import create_datamodule, load_image_set
-from tl_experiments.feature_cache import FeatureCache, extract_features
+from tl_experiments.feature_cache import (
+    FeatureCache,
+    cache_blocker,
+    extract_features,
+    use_cached_features,
+)
 from tl_experiments.models.module import TransferModule
 from tl_experiments.strategies import param_groups
-from tl_experiments.train import _maybe_cache_features, create_module, create_trainer
+from tl_experiments.train import create_module, create_trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling bench_photos.py
 from bench_photos import section_photos  # noqa: E402
@@ -74,13 +80,24 @@ def build(cfg) -> tuple[TransferModule, object, dict]:
     return module, dm, data_cfg
 
 
+def on_cached_features(cfg, module: TransferModule, dm, data_cfg: dict):
+    """What a run trains (feature_cache/'s public API, as train.py uses it): the head on
+    cached features when that cannot change the result, else ``module`` and ``dm``."""
+    trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if not cfg.feature_cache.enabled or cache_blocker(module, dm, trainer_args) is not None:
+        return module, dm
+    key = {"arch": cfg.model.arch, "source": cfg.data.source, "transform": data_cfg}
+    key["source_args"] = OmegaConf.to_container(cfg.data.source_args, resolve=True)
+    return use_cached_features(module, dm, FeatureCache(cfg.feature_cache.dir), key)
+
+
 def framework_fit(cfg) -> float:
     """Seconds of the framework's real ``trainer.fit`` (checkpoints, TensorBoard, val)."""
     from tl_experiments.callbacks import EpochHistory
 
     module, dm, data_cfg = build(cfg)
     start = time.perf_counter()
-    module, dm = _maybe_cache_features(cfg, module, dm, data_cfg)
+    module, dm = on_cached_features(cfg, module, dm, data_cfg)
     trainer = create_trainer(cfg, Path(cfg.paths.output_dir), EpochHistory(), module)
     trainer.fit(module, datamodule=dm)
     return time.perf_counter() - start

@@ -24,4 +24,4 @@ for set in lfw_subset textures sklearn_photos; do
     python train.py -m experiment=compare_classic data=image_folder data.root="data/$set" \
         hydra.sweep.dir="$ROOT/$set" analysis.enabled=false
 done
-python scripts/advisor_hits.py logs/multirun/compare_strategies "$ROOT"/*/
+tl-compare advisor-hits logs/multirun/compare_strategies "$ROOT"/*/
