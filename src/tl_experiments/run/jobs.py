@@ -1,6 +1,7 @@
 """Where a run executes: torch threads, core sharing among parallel jobs, a GPU per job,
-and the DDP environment, set up and torn down by one context manager, ``placed``. Placement
-only; what the run computes is in ``train.py``."""
+set up (and DDP state torn down) by one context manager, ``placed``, from plain values
+(``JobInfo``: the entry point reads them from Hydra). Placement only; what the run computes
+is in ``train.py``."""
 
 from __future__ import annotations
 
