@@ -30,13 +30,12 @@ def preflight(argv: list[str], config_name: str) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    conf = CONF
     try:
-        with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=argv, return_hydra_config=True)
             run_dir = Path(str(cfg.hydra.run.dir))
     except (HydraException, OmegaConfBaseException) as e:
-        exit_with(f"{_first_line(e)}; {_override_fix(str(e), conf, config_name)}")
+        exit_with(f"{_first_line(e)}; {_override_fix(str(e), CONF, config_name)}")
     except Exception:  # anything else: let Hydra report it in full
         return
     missing = missing_keys(cfg)
