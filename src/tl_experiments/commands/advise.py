@@ -17,6 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from tl_experiments.commands.guard import guarded
+from tl_experiments.commands.preflight import CONF
 from tl_experiments.commands.resolvers import register_resolvers
 
 if TYPE_CHECKING:
@@ -39,7 +40,9 @@ def __getattr__(name: str):
 register_resolvers()  # before Hydra composes (python -m and the tl-advise script alike)
 
 
-@hydra.main(version_base="1.3", config_path="../../../conf", config_name="advise")
+# An absolute path: Hydra resolves a relative one against the calling file under ``python -m``
+# but as a Python package (``pkg://conf``, which does not exist) under the tl-advise script.
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="advise")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``tl-advise``."""
     from tl_experiments.advisor.command import advise
