@@ -8,7 +8,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from tl_experiments.cli import guarded, preflight, register_resolvers
+from tl_experiments.commands.guard import guarded
+from tl_experiments.commands.preflight import preflight
+from tl_experiments.commands.resolvers import register_resolvers
 from tl_experiments.paths import quote_path_overrides
 
 register_resolvers()
@@ -18,7 +20,7 @@ register_resolvers()
 def main(cfg: DictConfig) -> float | None:
     # Imported here: a multirun's launcher process only dispatches jobs, so it skips
     # importing torch and Lightning (about 4 s on 2 cores); each job imports them.
-    from tl_experiments.evaluate import evaluate
+    from tl_experiments.commands.evaluate import evaluate
 
     metrics = guarded(evaluate, cfg)
     return None if metrics is None else metrics["test_acc"]

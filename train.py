@@ -8,7 +8,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from tl_experiments.cli import guarded, preflight, register_resolvers
+from tl_experiments.commands.guard import guarded
+from tl_experiments.commands.preflight import preflight
+from tl_experiments.commands.resolvers import register_resolvers
+from tl_experiments.commands.train import train
 from tl_experiments.paths import quote_path_overrides
 
 register_resolvers()
@@ -16,11 +19,7 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    # Imported here: a multirun's launcher process only dispatches jobs, so it skips
-    # importing torch and Lightning (about 4 s on 2 cores); each job imports them.
-    from tl_experiments.train import run
-
-    metrics = guarded(run, cfg)
+    metrics = guarded(train, cfg)  # commands/train.py: Hydra's facts read once, then the run
     # Returned for sweepers that optimise a value (Optuna): best validation accuracy.
     # A failed job returns None: hydra-optuna-sweeper records that as a failed trial and
     # goes on (NaN would crash it: it then calls study.tell twice).

@@ -34,7 +34,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from tl_experiments.assembly import build_run, create_module
-from tl_experiments.cli import register_resolvers
+from tl_experiments.commands.resolvers import register_resolvers
 from tl_experiments.data import build_data, load_image_set
 from tl_experiments.feature_cache import FeatureCache, extract_features
 from tl_experiments.models.module import TransferModule

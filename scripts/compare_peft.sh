@@ -11,4 +11,4 @@ python train.py -m experiment=compare_peft "$@"   # every strategy at its shippe
 python train.py -m experiment=compare_peft strategy=bitfit,norm_tuning strategy.lr=3e-3,3e-2 \
     "${NO_ANALYSIS[@]}" "$@"
 python train.py -m experiment=compare_peft strategy=lora strategy.lr=1e-3,1e-2 "${NO_ANALYSIS[@]}" "$@"
-python -m tl_experiments.compare logs/multirun/peft
+tl-compare logs/multirun/peft

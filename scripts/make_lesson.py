@@ -79,7 +79,7 @@ def build(compare: Path, efficiency: Path | None, out: Path) -> str:
         f"```\n{_first_summary(compare, 'partial_ft')}\n```\n",
         "## 5. Performance comparison\n",
         "`python train.py -m experiment=compare_strategies` then "
-        f"`python -m tl_experiments.compare {compare}` (mean ± 95% interval over seeds):\n",
+        f"`tl-compare {compare}` (mean ± 95% interval over seeds):\n",
         # The table and the analysis tables; plots follow below, paths are the sweep's own.
         report.markdown.split("\n", 1)[1].split("## Best run")[0].strip() + "\n",
         "## 6. Parameter efficiency and performance against training time\n",
@@ -103,7 +103,7 @@ def build(compare: Path, efficiency: Path | None, out: Path) -> str:
         "(`tl_experiments.advisor.rules`); its three scenarios give the lesson's answers:\n",
         _scenarios() + "\n",
         "On your own data the advisor measures size, similarity and budget itself: "
-        "`python -m tl_experiments.advise data=image_folder data.root=DIR` (docs/advisor.md).\n",
+        "`tl-advise data=image_folder data.root=DIR` (docs/advisor.md).\n",
         "## The decision tree\n",
         "Drawn from the same rule table, so it cannot disagree with the code:\n",
         f"![decision tree](img/{tree.name})\n",

@@ -11,7 +11,7 @@ source "$(dirname "$0")/env.sh"
 ROOT="logs/multirun/advisor"
 advise() {  # $1 = sweep folder, the rest = data overrides
     local sweep="$1"; shift
-    [ -f "$sweep/advice.json" ] || python -m tl_experiments.advise "$@" advice_out="$sweep/advice.json"
+    [ -f "$sweep/advice.json" ] || tl-advise "$@" advice_out="$sweep/advice.json"
 }
 advise logs/multirun/compare_strategies data=mnist_sample
 python train.py -m experiment=compare_strategies
@@ -24,4 +24,4 @@ for set in lfw_subset textures sklearn_photos; do
     python train.py -m experiment=compare_classic data=image_folder data.root="data/$set" \
         hydra.sweep.dir="$ROOT/$set" analysis.enabled=false
 done
-python scripts/advisor_hits.py logs/multirun/compare_strategies "$ROOT"/*/
+tl-compare advisor-hits logs/multirun/compare_strategies "$ROOT"/*/

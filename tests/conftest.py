@@ -39,7 +39,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from tl_experiments.cli import register_resolvers
+from tl_experiments.commands.resolvers import register_resolvers
 
 register_resolvers()
 ROOT = Path(__file__).resolve().parents[1]

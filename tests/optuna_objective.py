@@ -7,7 +7,7 @@ import time
 import hydra
 from omegaconf import DictConfig
 
-from tl_experiments.cli import register_resolvers
+from tl_experiments.commands.resolvers import register_resolvers
 
 register_resolvers()
 

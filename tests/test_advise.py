@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from tl_experiments.advise import advise, train_command
 from tl_experiments.advisor.measure import similarity_class
+from tl_experiments.commands.advise import advise, train_command
 from tl_experiments.errors import UserError
 from tl_experiments.report.advice_check import render_advice_check
 
@@ -51,7 +51,7 @@ def test_command_prints_judgements_rule_and_train_command(tmp_path: Path):
     ]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
-        [sys.executable, "-m", "tl_experiments.advise", *args],
+        [sys.executable, "-m", "tl_experiments.commands.advise", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,

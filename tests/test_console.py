@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tl_experiments.cli import parse_kv
+from tl_experiments.commands.args import parse_kv
 from tl_experiments.train import run
 
 

@@ -20,14 +20,14 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from tl_experiments.commands.evaluate import evaluate
+from tl_experiments.commands.export import export
+from tl_experiments.commands.export import main as export_main
+from tl_experiments.commands.predict import main as predict_main
 from tl_experiments.data import load_image_set, to_pil
 from tl_experiments.errors import UserError
-from tl_experiments.evaluate import evaluate
-from tl_experiments.export import export
-from tl_experiments.export import main as export_main
-from tl_experiments.export_formats import WRITERS
 from tl_experiments.models.checkpoint import eval_transform, load_checkpoint, module_from_checkpoint
-from tl_experiments.predict import main as predict_main
+from tl_experiments.models.export_formats import WRITERS
 
 from .conftest import CONF, ROOT, RUNS
 

@@ -11,10 +11,12 @@ import pytest
 from .conftest import ROOT
 
 COMMANDS = {  # command -> options its help must explain, one line each
-    "predict": ["-m", "tl_experiments.predict"],
-    "export": ["-m", "tl_experiments.export"],
-    "advise": ["-m", "tl_experiments.advise"],
-    "compare": ["-m", "tl_experiments.compare"],
+    "predict": ["-m", "tl_experiments.commands.predict"],
+    "export": ["-m", "tl_experiments.commands.export"],
+    "advise": ["-m", "tl_experiments.commands.advise"],
+    # What the installed tl-advise script runs: main() of the module, not the module as __main__.
+    "tl-advise": ["-c", "from tl_experiments.commands.advise import main; main()"],
+    "compare": ["-m", "tl_experiments.commands.compare"],
     "train": [str(ROOT / "train.py")],
     "eval": [str(ROOT / "eval.py")],
 }
@@ -22,6 +24,7 @@ OPTIONS = {
     "predict": ["ckpt", "images", "topk", "csv", "batch_size"],
     "export": ["ckpt", "sweep", "format", "out", "images", "check_images", "atol"],
     "advise": ["priority", "size", "similarity", "budget", "similarity_images", "advice_out"],
+    "tl-advise": ["priority", "size", "similarity", "budget", "similarity_images", "advice_out"],
     "eval": ["ckpt", "data_from", "split"],
 }
 

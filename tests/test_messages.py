@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from tl_experiments.cli import guarded, preflight
+from tl_experiments.commands.guard import guarded
+from tl_experiments.commands.preflight import preflight
 from tl_experiments.data.split import make_splits
 from tl_experiments.errors import UserError
 
@@ -48,7 +49,7 @@ def test_a_run_folder_under_a_file_says_it_is_a_file(tmp_path: Path, capsys) -> 
 @pytest.mark.parametrize(
     ("config", "command", "header"),
     [
-        ("advise", "python -m tl_experiments.advise", "advise: measure a dataset"),
+        ("advise", "tl-advise", "advise: measure a dataset"),
         ("eval", "python eval.py", "eval.py: test a trained checkpoint"),
         ("train", "python train.py", "train.py: train one timm backbone"),
     ],

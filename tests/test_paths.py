@@ -66,7 +66,7 @@ def test_path_values_are_quoted_for_hydra_once() -> None:
 @pytest.mark.parametrize("quoted", [False, True])
 def test_every_command_takes_a_path_as_printed(quoted: bool, tmp_path: Path) -> None:
     """eval.py (through Hydra's parser), predict and export: one path, quoted or not."""
-    from tl_experiments.cli import parse_kv
+    from tl_experiments.commands.args import parse_kv
 
     path = str(tmp_path / "seed=0,lr=0.1 x" / "checkpoints" / "best.ckpt")
     arg = f"ckpt='{path}'" if quoted else f"ckpt={path}"

@@ -15,11 +15,11 @@ import timm
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from tl_experiments.commands.export import export
 from tl_experiments.errors import UserError
-from tl_experiments.export import export
-from tl_experiments.export_formats import RUNNERS, WRITERS
 from tl_experiments.models.base_weights import base_digest, fill_base, frozen_base_keys
 from tl_experiments.models.checkpoint import load_checkpoint, module_from_checkpoint
+from tl_experiments.models.export_formats import RUNNERS, WRITERS
 from tl_experiments.models.module import TransferModule
 from tl_experiments.stages.kinds import param_kinds
 from tl_experiments.strategies import Strategy

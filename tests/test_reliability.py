@@ -188,7 +188,7 @@ def test_cli_config_mistakes(tmp_path: Path, args: list[str], needle: str) -> No
 
 
 def test_an_unset_mandatory_value_exits_2_in_a_multirun_job_too(make_cfg, capsys) -> None:
-    from tl_experiments.cli import guarded
+    from tl_experiments.commands.guard import guarded
 
     with pytest.raises(SystemExit) as e:  # what preflight does not see (-m) guarded does
         guarded(run, make_cfg("data=image_folder"))
@@ -297,7 +297,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path) -> None:
 
 
 def test_eval_on_the_runs_own_folder_tests_only_its_test_split(make_cfg, tmp_path: Path) -> None:
-    from tl_experiments.evaluate import evaluate
+    from tl_experiments.commands.evaluate import evaluate
 
     root = _folder(tmp_path / "photos", {"a": 12, "b": 12})
     folder = [f"data.root={root}", "data.samples_per_class=null", "data.test_fraction=0.25"]
@@ -331,7 +331,7 @@ def test_eval_given_a_run_folder_names_its_checkpoint(tmp_path: Path) -> None:
 
 def test_ctrl_c_in_the_analysis_keeps_the_results(make_cfg, monkeypatch, capsys) -> None:
     import tl_experiments.train as train
-    from tl_experiments.cli import guarded
+    from tl_experiments.commands.guard import guarded
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

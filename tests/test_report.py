@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tl_experiments.compare import main
+from tl_experiments.commands.compare import main
 from tl_experiments.report import NoRunsError, find_runs, mean_ci95, overfitting_label, write_report
 
 # t_{0.975, 2}: the 95% two-sided Student-t quantile for 3 seeds (from a t table).
@@ -215,7 +215,7 @@ def test_cli_without_runs_exits_nonzero_without_traceback(tmp_path: Path, make_d
     with pytest.raises(NoRunsError):
         find_runs(target)
     result = subprocess.run(
-        [sys.executable, "-m", "tl_experiments.compare", str(target)],
+        [sys.executable, "-m", "tl_experiments.commands.compare", str(target)],
         capture_output=True,
         text=True,
         check=False,
@@ -227,7 +227,7 @@ def test_cli_without_runs_exits_nonzero_without_traceback(tmp_path: Path, make_d
 
 def test_cli_subprocess_writes_report(sweep: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tl_experiments.compare", str(sweep)],
+        [sys.executable, "-m", "tl_experiments.commands.compare", str(sweep)],
         capture_output=True,
         text=True,
         check=False,

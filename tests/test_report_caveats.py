@@ -77,7 +77,7 @@ def test_interval_helpers() -> None:
 
 
 def test_the_console_table_says_it_too(tmp_path: Path, capsys) -> None:
-    from tl_experiments.compare import main
+    from tl_experiments.commands.compare import main
 
     assert main([str(_two_seed_sweep(tmp_path / "sweep"))]) == 0
     assert "**Caution**: only 2 seeds" in capsys.readouterr().out

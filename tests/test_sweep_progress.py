@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from tl_experiments.sweep_progress import estimate_seconds_left, seed_first
+from tl_experiments.commands.sweep_progress import estimate_seconds_left, seed_first
 
 JOBS = [
     (f"seed={seed}", f"strategy={name}")
@@ -45,3 +45,28 @@ def test_seed_moves_first_in_any_override_form(seed: str) -> None:
     parser = OverridesParser.create()
     overrides = parser.parse_overrides(["strategy=a,b", seed])
     assert seed_first(overrides)[0].get_key_element().lstrip("+~") == "seed"
+
+
+def test_the_sweeper_crosses_params_and_arguments_seed_major_in_batches() -> None:
+    from hydra_plugins.tl_experiments_sweeper.seed_major_sweeper import SeedMajorSweeper, batches
+
+    sweeper = SeedMajorSweeper(params={"strategy": "a,b", "lr": "1"})
+    jobs = sweeper.jobs(["lr=2,3", "seed=range(2)", "+x=y"])
+    # params first, the command line's lr replaces theirs; seed varies slowest.
+    assert jobs[:3] == [
+        ["seed=0", "strategy=a", "lr=2", "+x=y"],
+        ["seed=0", "strategy=a", "lr=3", "+x=y"],
+        ["seed=0", "strategy=b", "lr=2", "+x=y"],
+    ]
+    assert len(jobs) == 8 and [j[0] for j in jobs] == ["seed=0"] * 4 + ["seed=1"] * 4
+    assert [len(b) for b in batches(jobs, 3)] == [3, 3, 2]
+    assert batches(jobs, None) == [jobs] and batches([[]], -1) == [[[]]]
+
+
+def test_the_sweeper_refuses_an_interval() -> None:
+    from hydra.errors import HydraException
+
+    from hydra_plugins.tl_experiments_sweeper.seed_major_sweeper import SeedMajorSweeper
+
+    with pytest.raises(HydraException, match="interval"):
+        SeedMajorSweeper().jobs(["lr=interval(0,1)"])

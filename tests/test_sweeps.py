@@ -81,7 +81,7 @@ def test_sweep_report_failures_and_resume(tmp_path: Path) -> None:
     progress = (sweep / "sweep_progress.jsonl").read_text().splitlines()
     assert [json.loads(line)["status"] for line in progress] == ["reused"] * 4
 
-    from tl_experiments.compare import main
+    from tl_experiments.commands.compare import main
 
     assert main([str(sweep)]) == 0
     report = (sweep / "report.md").read_text()

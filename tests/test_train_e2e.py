@@ -106,7 +106,7 @@ def test_user_errors_exit_nonzero_with_one_sentence(tmp_path: Path, args, needle
     assert not (run / "metrics.json").exists()
 
 
-# The other mistakes raised inside the run take the same way out (cli.guarded, which
+# The other mistakes raised inside the run take the same way out (commands.guard.guarded, which
 # train.py's main calls), checked in this process: no interpreter start for each.
 @pytest.mark.parametrize(
     ("args", "needle"),
@@ -121,7 +121,7 @@ def test_user_errors_exit_nonzero_with_one_sentence(tmp_path: Path, args, needle
     ],
 )
 def test_errors_inside_a_run_exit_2_with_one_sentence(make_cfg, capsys, args, needle) -> None:
-    from tl_experiments.cli import guarded
+    from tl_experiments.commands.guard import guarded
     from tl_experiments.train import run
 
     cfg = make_cfg(*args)

@@ -27,13 +27,8 @@ from tl_experiments.models.module import TransferModule
 from tl_experiments.run.checkpoint_writer import LocalFileCheckpointIO
 from tl_experiments.run.console import RunProgress, closing_summary, quiet_third_party
 from tl_experiments.run.deferred_analysis import analyse_pending, analysis_pending
-from tl_experiments.run.jobs import Placement, placed
-from tl_experiments.run.loggers import (
-    create_loggers,
-    log_run_end,
-    log_run_start,
-    logger_outputs,
-)
+from tl_experiments.run.jobs import JobInfo, Placement, placed
+from tl_experiments.run.loggers import create_loggers, log_run_end, log_run_start, logger_outputs
 from tl_experiments.run.outputs import write_json_atomic, write_test_files
 from tl_experiments.run.peak_memory import measure_peak_memory
 from tl_experiments.run.record import HP_METRICS, collect_metrics, flat_hparams, run_name
@@ -53,9 +48,10 @@ def create_trainer(
     module: TransferModule,
     *extra: pl.Callback,
     train_batches: int | None = None,
+    name: str = "",
 ) -> pl.Trainer:
     """Trainer with checkpoints (best + last), lr monitor and the configured loggers
-    (``conf/logger/``; TensorBoard in the run folder's tb/ by default)."""
+    (``conf/logger/``; TensorBoard in the run folder's tb/), naming the run after ``name``."""
     if cfg.trainer.get("max_epochs", 1) <= 0:
         raise UserError(f"trainer.max_epochs={cfg.trainer.max_epochs} must be positive.")
     ckpt = ModelCheckpoint(
@@ -68,7 +64,7 @@ def create_trainer(
         save_last="link",
         enable_version_counter=False,
     )
-    loggers = create_loggers(OmegaConf.to_container(cfg.logger, resolve=True), run_name(cfg))
+    loggers = create_loggers(OmegaConf.to_container(cfg.logger, resolve=True), run_name(cfg, name))
     monitor = [LearningRateMonitor(logging_interval="epoch")] if loggers else []  # needs a logger
     callbacks = [ckpt, *monitor, RandomState(), history, *extra]
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
@@ -87,7 +83,7 @@ def create_trainer(
     )
 
 
-def run(cfg: DictConfig) -> RunRecord:
+def run(cfg: DictConfig, job: JobInfo | None = None) -> RunRecord:
     """Train and test one (model, strategy, data, seed); return and write ``metrics.json``."""
     out = Path(cfg.paths.output_dir)
     done = out / "metrics.json"
@@ -95,7 +91,7 @@ def run(cfg: DictConfig) -> RunRecord:
         record = json.loads(done.read_text())
         if analysis_pending(record, cfg):  # analysis.defer: the tables came first
             run_cfg = with_params(cfg, record.get("selected") or {}, out)
-            with placed(cfg, out) as placement:
+            with placed(cfg, job) as placement:
                 assemble = partial(_assemble, placement=placement)
                 return analyse_pending(run_cfg, out, record, assemble, _analyse)
         print(f"Skipping {out}: it already has metrics.json (skip_finished=true).", flush=True)
@@ -103,7 +99,7 @@ def run(cfg: DictConfig) -> RunRecord:
     (out / "error.json").unlink(missing_ok=True)  # a re-run replaces an earlier failure
     quiet_third_party()
     begin = time.perf_counter()
-    with placed(cfg, out) as placement:
+    with placed(cfg, job) as placement:
         if tuning_applies(cfg):  # each candidate of strategy.search, then the selected one
             steps = TuningSteps(partial(_assemble, placement=placement), _fit, _test_and_write)
             metrics, parts = tuned_run(cfg, out, steps)
@@ -149,8 +145,9 @@ def _assemble(cfg: DictConfig, out: Path, *callbacks: pl.Callback, placement: Pl
     if cfg.trainer.get("limit_train_batches") and cfg.trainer.limit_train_batches >= 1:
         batches = min(batches, int(cfg.trainer.limit_train_batches))
     extra = [*placement.callbacks, *callbacks]
-    trainer = create_trainer(cfg, out, history, module, *extra, train_batches=batches)
-    log_run_start(trainer.loggers, flat_hparams(cfg), summary)
+    name = placement.job.name
+    trainer = create_trainer(cfg, out, history, module, *extra, train_batches=batches, name=name)
+    log_run_start(trainer.loggers, flat_hparams(cfg, name), summary)
     return _Parts(module, dm, built.data_cfg, built.w0, trainer, history, placement, start, *clock)
 
 
@@ -180,7 +177,8 @@ def _fit(
     if ckpt_path is None and cfg.get("skip_finished") and (out / "checkpoints/last.ckpt").is_file():
         print(f"Resuming the unfinished job in {out} from its last.ckpt.", flush=True)
         ckpt_path = "last"  # a re-run sweep continues a killed job instead of restarting it
-    with stopped_by_ctrl_c(parts.trainer, out, "during training"), measure_peak_memory() as peak:
+    ctrl_c = stopped_by_ctrl_c(parts.trainer, out, "during training", parts.placement.job.overrides)
+    with ctrl_c, measure_peak_memory() as peak:
         parts.trainer.fit(parts.module, datamodule=parts.dm, ckpt_path=resume_path(ckpt_path, out))
     parts.peak_memory_mb = peak  # the fit's, not the test's or the analysis'
     # A resumed run adds the fit time before its checkpoint, so resumed jobs compare fairly.
@@ -202,7 +200,7 @@ def _test_and_write(
     trainer, module = parts.trainer, parts.module
     best = trainer.checkpoint_callback.best_model_path or None
     log.info("Testing the best checkpoint (%s).", Path(best).name if best else "last weights")
-    with stopped_by_ctrl_c(trainer, out, "during the test"):
+    with stopped_by_ctrl_c(trainer, out, "during the test", parts.placement.job.overrides):
         trainer.test(module, datamodule=parts.dm, ckpt_path=best, verbose=False)
     cached = isinstance(module, CachedHeadModule)
     metrics = collect_metrics(cfg, trainer, module, parts.dm, fit_history, train_seconds, cached)
@@ -215,7 +213,8 @@ def _test_and_write(
     if cfg.analysis.enabled and cfg.analysis.get("defer"):
         metrics["analysis_pending"] = True  # run/deferred_analysis.py
     final = {k: metrics[k] for k in HP_METRICS}
-    log_run_end(trainer, flat_hparams(cfg), final, out, results, module.class_names)
+    hparams = flat_hparams(cfg, parts.placement.job.name)
+    log_run_end(trainer, hparams, final, out, results, module.class_names)
     metrics.update(
         gpu_slot=parts.placement.gpu_slot,
         pid=os.getpid(),

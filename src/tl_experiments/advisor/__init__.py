@@ -1,7 +1,7 @@
 """Strategy advisor: the lesson's decision rules as data, and the tree figure drawn from them.
 
 Measuring dataset size, domain similarity and budget lives in ``advisor.measure``
-(imported on demand: it needs torch); the ``python -m tl_experiments.advise`` command
+(imported on demand: it needs torch); the ``tl-advise`` command
 ties them together (docs/advisor.md).
 """
 

@@ -1,10 +1,10 @@
-"""What ``python -m tl_experiments.advise`` does (the entry point, ``tl_experiments/advise.py``,
+"""What ``tl-advise`` does (the entry point, ``tl_experiments/commands/advise.py``,
 imports this module only when it runs, so its ``--help`` needs no torch): measure a dataset,
 apply the lesson's rules, print the ``train.py`` command to run.
 
-    python -m tl_experiments.advise                                   # default data and model
-    python -m tl_experiments.advise data=digits priority=speed
-    python -m tl_experiments.advise data=image_folder data.root=DIR similarity=low
+    tl-advise                                   # default data and model
+    tl-advise data=digits priority=speed
+    tl-advise data=image_folder data.root=DIR similarity=low
 
 Takes the same ``data=`` and ``model=`` overrides as ``train.py``. Size is counted
 (the training split after ``samples_per_class``), similarity is measured with a linear
@@ -159,12 +159,6 @@ def _judge_budget(cfg: DictConfig, dm: ImageDataModule, backbone: torch.nn.Modul
     )
 
 
-def _task_overrides() -> list[str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
 def train_command(strategy: str, overrides: Sequence[str]) -> str:
     """The ``train.py`` command for ``strategy``, repeating the data/model/trainer overrides."""
     carried = [
@@ -182,8 +176,9 @@ def _build(cfg: DictConfig) -> tuple[ImageDataModule, torch.nn.Module]:
     return dm, backbone
 
 
-def advise(cfg: DictConfig) -> dict:
-    """Judge size, similarity and budget (measured or by hand), pick a strategy, print it.
+def advise(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
+    """Judge size, similarity and budget (measured or by hand), pick a strategy, print it
+    (``overrides``: the command's own, whose data, model and trainer the train command repeats).
 
     Returns:
         The advice: data and model, each judgement with how it was reached, the rule
@@ -211,7 +206,7 @@ def advise(cfg: DictConfig) -> dict:
         "rule": {"number": RULES.index(rec.rule) + 1, "description": rec.rule.description},
         "strategy": rec.strategy,
         **trained_with(rec.strategy, int(cfg.trainer.max_epochs)),
-        "command": train_command(rec.strategy, _task_overrides()),
+        "command": train_command(rec.strategy, overrides),
     }
     print(render_advice(advice), flush=True)
     if cfg.advice_out:

@@ -14,7 +14,7 @@ The lesson asks a person to guess both. Here:
 - **Budget** is the estimated wall-clock seconds of a full fine-tuning run, from a few
   timed optimiser steps on real batches.
 
-Plain typed arguments only: the Hydra entry point is ``tl_experiments.advise``.
+Plain typed arguments only: the Hydra entry point is ``tl_experiments.commands.advise``.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 ``model.img_size`` left at its default is the size timm made the model for (its pretrained
 config's ``input_size``: 224 for ``vit_tiny_patch16_224``, 299 for ``inception_v3``; the
-``${tl_model_default:...}`` resolver in conf/model, cli.py). An explicit size is honoured
-where the model can take it: a model with a fixed input size (ViTs, Swin, LeViT...) is
+``${tl_model_default:...}`` resolver in conf/model, commands/resolvers.py). An explicit size
+is honoured where the model can take it: a model with a fixed input size (ViTs, Swin, LeViT...) is
 built for that size through timm's ``img_size`` argument (hub weights get their position
 embeddings resampled by timm; a weights file must match); any model is then checked with
 one forward pass at the size, so a size it cannot take ends before training, in one

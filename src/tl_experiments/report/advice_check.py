@@ -1,6 +1,6 @@
 """Predict, then verify: the advisor's pick (``advice.json``) beside the sweep's measured winner.
 
-``python -m tl_experiments.advise advice_out=<sweep>/advice.json`` writes the prediction
+``tl-advise advice_out=<sweep>/advice.json`` writes the prediction
 before the sweep runs; the report only reads it. Recomputing the pick here from the
 runs' metadata would need the backbone and the images (similarity and budget are
 measured), and a pick made after the results are in is no prediction.

@@ -1,17 +1,16 @@
 """Where a run executes: torch threads, core sharing among parallel jobs, a GPU per job,
-and the DDP environment, set up and torn down by one context manager, ``placed``. Placement
-only; what the run computes is in ``train.py``."""
+set up (and DDP state torn down) by one context manager, ``placed``, from plain values
+(``JobInfo``: the entry point reads them from Hydra). Placement only; what the run computes
+is in ``train.py``."""
 
 from __future__ import annotations
 
 import ctypes
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -20,10 +19,10 @@ from tl_experiments.errors import UserError
 from tl_experiments.run.core_share import CoreShare
 
 __all__ = [
+    "JobInfo",
     "Placement",
     "placed",
     "core_share",
-    "ddp_children_run_this_job_only",
     "end_distributed",
     "maybe_claim_gpu",
     "parallel_share",
@@ -54,25 +53,37 @@ def _skip_failing_nvml_probe() -> None:
 _skip_failing_nvml_probe()
 
 
+@dataclass(frozen=True)
+class JobInfo:
+    """What the launcher knows about this job, as plain values: the entry point reads them
+    from Hydra once (``commands/hydra_job.py``); a run called from Python is a single run."""
+
+    name: str = ""  # the job's overrides as one name (seed=0,strategy=full_ft), "" = none
+    overrides: tuple[str, ...] = ()  # the job's own command-line overrides (resume hint)
+    parallel_jobs: int | None = None  # jobs the launcher runs side by side (joblib n_jobs)
+
+
 @dataclass
 class Placement:
-    """Where this job runs: its GPU slot (``gpu_per_job``) and the callbacks that keep it
-    placed while it trains (``CoreShare`` re-balances threads every epoch)."""
+    """Where this job runs: its GPU slot (``gpu_per_job``), the callbacks that keep it
+    placed while it trains (``CoreShare`` re-balances threads every epoch), and the job."""
 
     gpu_slot: int | None = None
     callbacks: list = field(default_factory=list)
+    job: JobInfo = field(default_factory=JobInfo)
 
 
 @contextmanager
-def placed(cfg: DictConfig, out: Path) -> Iterator[Placement]:
-    """Place one run: threads, core share, GPU slot, and a DDP environment that re-runs only
-    this job; on leaving, release the core share and leave no DDP state behind."""
-    set_threads(cfg.get("threads") or parallel_share())
-    share = core_share(cfg)
+def placed(cfg: DictConfig, job: JobInfo | None = None) -> Iterator[Placement]:
+    """Place one run: threads, core share, GPU slot; on leaving, release the core share and
+    leave no DDP state behind (a multirun job's DDP children re-run only this job: the entry
+    point sees to that, ``commands/hydra_job.py``)."""
+    job = job or JobInfo()
+    set_threads(cfg.get("threads") or parallel_share(job.parallel_jobs))
+    share = core_share(cfg, job.parallel_jobs)
     try:
-        gpu_slot = maybe_claim_gpu(cfg)
-        ddp_children_run_this_job_only(out)
-        yield Placement(gpu_slot, [share] if share else [])
+        gpu_slot = maybe_claim_gpu(cfg, job.parallel_jobs)
+        yield Placement(gpu_slot, [share] if share else [], job)
     finally:
         end_distributed()
         if share:
@@ -90,35 +101,16 @@ def end_distributed() -> None:
         os.environ.pop(key, None)
 
 
-def ddp_children_run_this_job_only(out: Path) -> None:
-    """Make Lightning's DDP child processes re-run this job, not the whole sweep.
-
-    Lightning starts DDP children as ``sys.argv`` plus ``hydra.run.dir=<run.dir>``; inside a
-    multirun that would be ``-m`` with every sweep value, so each child would start the sweep
-    again (lightning-hydra-template issue 393). This job's own overrides and folder are used.
-    """
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from omegaconf import read_write
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return
-    hydra_cfg = HydraConfig.get()
-    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
-    with read_write(hydra_cfg.run):
-        hydra_cfg.run.dir = str(out)
-
-
 def set_threads(n: int | None) -> None:
     """Limit torch's intra-op threads (parallel sweep jobs must not oversubscribe cores)."""
     if n:
         torch.set_num_threads(int(n))
 
 
-def core_share(cfg: DictConfig) -> CoreShare | None:
+def core_share(cfg: DictConfig, parallel_jobs: int | None = None) -> CoreShare | None:
     """Parallel CPU jobs (joblib launcher) with no fixed ``threads`` split the cores among
     the jobs running at the moment (run/core_share.py)."""
-    if cfg.get("threads") or parallel_share() is None:
+    if cfg.get("threads") or parallel_share(parallel_jobs) is None:
         return None
     accelerator = cfg.trainer.get("accelerator")
     if not (accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.device_count())):
@@ -132,7 +124,7 @@ def core_share(cfg: DictConfig) -> CoreShare | None:
     return share
 
 
-def maybe_claim_gpu(cfg: DictConfig) -> int | None:
+def maybe_claim_gpu(cfg: DictConfig, parallel_jobs: int | None = None) -> int | None:
     """With ``gpu_per_job`` (auto: parallel jobs on a multi-GPU machine), pin one GPU."""
     mode = cfg.get("gpu_per_job", "auto")
     # device_count() asks NVML and does not start CUDA (is_available() would, and then
@@ -140,7 +132,7 @@ def maybe_claim_gpu(cfg: DictConfig) -> int | None:
     count = cfg.get("gpu_count") or torch.cuda.device_count()
     if mode == "auto":
         on_gpu = cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto")
-        mode = on_gpu and parallel_share() is not None and count > 1
+        mode = on_gpu and parallel_share(parallel_jobs) is not None and count > 1
     if not mode:
         return None
     if count < 1:
@@ -155,14 +147,8 @@ def maybe_claim_gpu(cfg: DictConfig) -> int | None:
     return slot
 
 
-def parallel_share() -> int | None:
-    """Cores per job when Hydra's joblib launcher runs ``n_jobs`` jobs side by side."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
+def parallel_share(parallel_jobs: int | None) -> int | None:
+    """Cores per job when the launcher runs ``parallel_jobs`` jobs side by side."""
+    if not parallel_jobs or parallel_jobs < 1:
         return None
-    launcher = HydraConfig.get().launcher
-    n_jobs = launcher.get("n_jobs") if "joblib" in str(launcher.get("_target_", "")) else None
-    if not n_jobs or n_jobs < 1:
-        return None
-    return max(1, (os.cpu_count() or 1) // int(n_jobs))
+    return max(1, (os.cpu_count() or 1) // int(parallel_jobs))

@@ -91,21 +91,18 @@ def _num(x) -> float | None:
     return None if x is None else round(float(x), 6)
 
 
-def run_name(cfg: DictConfig) -> str:
+def run_name(cfg: DictConfig, job_name: str = "") -> str:
     """A run's name in TensorBoard's hparams table, MLflow and W&B: the job's overrides
-    (``seed=0,strategy=full_ft``), else strategy and seed."""
-    from hydra.core.hydra_config import HydraConfig
-
+    (``job_name``: ``seed=0,strategy=full_ft``, ``JobInfo.name``), else strategy and seed."""
     from tl_experiments.paths import short_name
 
-    name = HydraConfig.get().job.override_dirname if HydraConfig.initialized() else ""
-    return short_name(name or f"seed={cfg.seed},strategy={cfg.strategy.name}")
+    return short_name(job_name or f"seed={cfg.seed},strategy={cfg.strategy.name}")
 
 
-def flat_hparams(cfg: DictConfig, name: str | None = None) -> dict:
+def flat_hparams(cfg: DictConfig, job_name: str = "") -> dict:
     """The hyperparameters every logger gets (the columns of TensorBoard's hparams table)."""
     keys = {
-        "run": name or run_name(cfg),
+        "run": run_name(cfg, job_name),
         "model": cfg.model.name,
         "arch": cfg.model.arch,
         "strategy": cfg.strategy.name,

@@ -6,7 +6,7 @@ import os
 import re
 import signal
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,29 +19,29 @@ __all__ = ["resume_hint", "resume_path", "stopped_by_ctrl_c"]
 
 
 @contextmanager
-def stopped_by_ctrl_c(trainer: pl.Trainer, out: Path, where: str) -> Iterator[None]:
+def stopped_by_ctrl_c(
+    trainer: pl.Trainer, out: Path, where: str, overrides: Sequence[str] = ()
+) -> Iterator[None]:
     """Lightning answers Ctrl-C with its own shutdown and ``sys.exit(1)``; say instead how
-    to resume (``KeyboardInterrupt`` with that sentence, which ``cli.guarded`` prints)."""
+    to resume (``KeyboardInterrupt`` with that sentence, which ``commands/guard.py`` prints;
+    ``overrides``: the job's own, repeated in the command)."""
     try:
         yield
     except SystemExit:
         if not trainer.interrupted:
             raise
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
-        raise KeyboardInterrupt(f"Interrupted {where}; {resume_hint(out)}") from None
+        raise KeyboardInterrupt(f"Interrupted {where}; {resume_hint(out, overrides)}") from None
 
 
-def resume_hint(out: Path) -> str:
-    """How to continue this run from its last checkpoint, as a command."""
+def resume_hint(out: Path, overrides: Sequence[str] = ()) -> str:
+    """How to continue this run from its last checkpoint, as a command (``overrides``: the
+    job's own command-line overrides)."""
     if not (out / "checkpoints" / "last.ckpt").exists():
         return "no epoch finished yet, so run the same command again to start over."
-    overrides = []
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        skip = ("hydra.run.dir=", "ckpt_path=")
-        overrides = [o for o in HydraConfig.get().overrides.task if not o.startswith(skip)]
-    args = " ".join([*overrides, f"hydra.run.dir={out}", "ckpt_path=last"])
+    skip = ("hydra.run.dir=", "ckpt_path=")
+    kept = [o for o in overrides if not o.startswith(skip)]
+    args = " ".join([*kept, f"hydra.run.dir={out}", "ckpt_path=last"])
     return f"resume with: python train.py {args}"
 
 

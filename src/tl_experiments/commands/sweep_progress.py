@@ -8,7 +8,7 @@ submitit, Ray), and:
 - appends the job's duration and status to ``sweep_progress.jsonl``;
 - prints jobs done of total and an estimate of the time left;
 - rewrites the sweep's report.md and report.csv with the code of
-  ``python -m tl_experiments.compare`` (plots too once the last job is in);
+  ``tl-compare`` (plots too once the last job is in);
 - prints the comparison table each time every setting has one more seed, so the first table
   (one seed each) comes after one run per setting and its intervals tighten as seeds arrive.
 
@@ -190,7 +190,7 @@ class SweepProgress(Callback):
         self._report(sweep_dir, (done, len(jobs), rounds) if new_round or final else None, final)
 
     def _report(self, sweep_dir: Path, shown: tuple[int, int, int] | None, final: bool) -> None:
-        from tl_experiments.compare import print_report
+        from tl_experiments.commands.compare import print_report
         from tl_experiments.report import write_report
 
         report = write_report(sweep_dir, plots=final)

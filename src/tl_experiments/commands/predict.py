@@ -1,6 +1,6 @@
 """Classify images with a trained checkpoint.
 
-    python -m tl_experiments.predict ckpt=<run>/checkpoints/best.ckpt images=DIR_OR_FILES \
+    tl-predict ckpt=<run>/checkpoints/best.ckpt images=DIR_OR_FILES \
         [topk=5] [csv=predictions.csv] [batch_size=32]
 
 Prints the top-k classes and their probabilities per image, using the eval transform and
@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tl_experiments.cli import find_images, parse_kv, positive_int, run_command
+from tl_experiments.commands.args import find_images, parse_kv, positive_int
+from tl_experiments.commands.guard import run_command
 from tl_experiments.errors import UserError
 
 if TYPE_CHECKING:  # torch is imported where it is used: --help answers in well under 3 s
@@ -24,10 +25,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: --help answers in well 
 
 __all__ = ["main", "predict", "predict_files"]
 
-USAGE = (
-    "python -m tl_experiments.predict ckpt=PATH images=DIR_OR_FILES [topk=5] "
-    "[csv=OUT.csv] [batch_size=32]"
-)
+USAGE = "tl-predict ckpt=PATH images=DIR_OR_FILES [topk=5] [csv=OUT.csv] [batch_size=32]"
 HELP = """Classify images with a trained checkpoint: the top classes and their probabilities.
   ckpt=PATH          a checkpoint, as report.md prints it (quoted or not)
   images=DIR_OR_FILES  image files and folders (searched recursively), comma-separated

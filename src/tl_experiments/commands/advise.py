@@ -1,8 +1,8 @@
 """Measure a dataset, apply the lesson's rules, print the ``train.py`` command to run.
 
-    python -m tl_experiments.advise                                   # default data and model
-    python -m tl_experiments.advise data=digits priority=speed
-    python -m tl_experiments.advise data=image_folder data.root=DIR similarity=low
+    tl-advise                                   # default data and model
+    tl-advise data=digits priority=speed
+    tl-advise data=image_folder data.root=DIR similarity=low
 
 The entry point only: the work is in ``tl_experiments.advisor.command``, imported when the
 command runs (torch and the model code take seconds to import; ``--help`` needs neither).
@@ -10,12 +10,15 @@ command runs (torch and the model code take seconds to import; ``--help`` needs 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
-from tl_experiments.cli import guarded, register_resolvers
+from tl_experiments.commands.guard import guarded
+from tl_experiments.commands.preflight import CONF
+from tl_experiments.commands.resolvers import register_resolvers
 
 if TYPE_CHECKING:
     from tl_experiments.advisor.command import advise, render_advice, train_command
@@ -26,7 +29,7 @@ _LIBRARY = ("advise", "render_advice", "train_command")
 
 
 def __getattr__(name: str):
-    """``from tl_experiments.advise import advise`` as before, imported on first use."""
+    """``from tl_experiments.commands.advise import advise`` as before, imported on first use."""
     if name in _LIBRARY:
         from tl_experiments.advisor import command
 
@@ -37,12 +40,15 @@ def __getattr__(name: str):
 register_resolvers()  # before Hydra composes (python -m and the tl-advise script alike)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="advise")
+# An absolute path: Hydra resolves a relative one against the calling file under ``python -m``
+# but as a Python package (``pkg://conf``, which does not exist) under the tl-advise script.
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="advise")
 def main(cfg: DictConfig) -> None:
-    """Entry point of ``python -m tl_experiments.advise``."""
+    """Entry point of ``tl-advise``."""
     from tl_experiments.advisor.command import advise
+    from tl_experiments.commands.hydra_job import task_overrides
 
-    guarded(advise, cfg)
+    guarded(partial(advise, overrides=task_overrides()), cfg)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Export a trained checkpoint (or the best run of a sweep) to ONNX or TorchScript.
 
-    python -m tl_experiments.export ckpt=<run>/checkpoints/best.ckpt [format=onnx] [out=PATH]
-    python -m tl_experiments.export sweep=logs/multirun/<date>/<time>   # the sweep's winner
+    tl-export ckpt=<run>/checkpoints/best.ckpt [format=onnx] [out=PATH]
+    tl-export sweep=logs/multirun/<date>/<time>   # the sweep's winner
 
 The exported model maps float32 images (N, 3, H, W), normalised as in the sidecar JSON's
 ``data_config``, to logits over the sidecar's ``class_names``; the batch size is dynamic.
@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tl_experiments.cli import find_images, parse_kv, positive_int, run_command
+from tl_experiments.commands.args import find_images, parse_kv, positive_int
+from tl_experiments.commands.guard import run_command
 from tl_experiments.errors import UserError
 from tl_experiments.run.outputs import write_json_atomic
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: --help answers in well 
 __all__ = ["best_checkpoint", "check_batch", "export", "main"]
 
 USAGE = (
-    "python -m tl_experiments.export ckpt=PATH|sweep=SWEEP_DIR [format=onnx|torchscript] "
+    "tl-export ckpt=PATH|sweep=SWEEP_DIR [format=onnx|torchscript] "
     "[out=PATH] [images=DIR_OR_FILES] [check_images=16] [atol=1e-4]"
 )
 _DEFAULTS = {
@@ -88,8 +89,8 @@ def check_batch(ckpt: dict, images: str | None, n: int) -> torch.Tensor:
     import numpy as np
     import torch
 
+    from tl_experiments.commands.evaluate import eval_images
     from tl_experiments.data import to_pil
-    from tl_experiments.evaluate import eval_images
     from tl_experiments.models.checkpoint import eval_transform
 
     tf = eval_transform(ckpt)
@@ -135,8 +136,8 @@ def export(
     import numpy as np
     import torch
 
-    from tl_experiments.export_formats import FORMATS, RUNNERS, SUFFIXES
     from tl_experiments.models.checkpoint import load_checkpoint, module_from_checkpoint
+    from tl_experiments.models.export_formats import FORMATS, RUNNERS, SUFFIXES
 
     if fmt not in FORMATS:
         raise UserError(f"format={fmt} is not one of {', '.join(FORMATS)}; pick one of them.")
@@ -166,7 +167,7 @@ def export(
 
 def _write(model: torch.nn.Module, example: torch.Tensor, fmt: str, path: Path) -> tuple[str, Path]:
     """Write ``fmt``, or TorchScript where ONNX cannot express the model; return which."""
-    from tl_experiments.export_formats import SUFFIXES, WRITERS
+    from tl_experiments.models.export_formats import SUFFIXES, WRITERS
 
     try:
         WRITERS[fmt](model, example, path)
@@ -210,7 +211,7 @@ def _write_sidecar(ckpt: dict, ckpt_path, fmt: str, path: Path, diff: float, n: 
 
 def _main(argv: list[str]) -> int:
     args = parse_kv(argv, _DEFAULTS, USAGE, HELP)
-    from tl_experiments.export_formats import SUFFIXES
+    from tl_experiments.models.export_formats import SUFFIXES
     from tl_experiments.run.console import quiet_third_party
 
     quiet_third_party()  # PIL's warning on a photo over 89 Mpx, Lightning's notices
