@@ -118,7 +118,9 @@ def check_partition(model: torch.nn.Module, stages: list[Stage]) -> None:
 
 
 def _strategy(name: str) -> Strategy:
-    return Strategy.from_dict(yaml.safe_load((ROOT / "conf/strategy" / f"{name}.yaml").read_text()))
+    keys = yaml.safe_load((ROOT / "conf/strategy" / f"{name}.yaml").read_text())
+    keys.pop("defaults", None)  # the schema it extends (tl_experiments/config_schema.py)
+    return Strategy.from_dict(keys)
 
 
 def check_strategy(model, name: str, x: torch.Tensor, y: torch.Tensor) -> TransferModule:

@@ -28,8 +28,13 @@ __all__ += ["register_resolvers", "run_command"]
 
 
 def register_resolvers() -> None:
-    """OmegaConf resolvers the configs use (``${tl_dirname:...}``); call before Hydra."""
+    """OmegaConf resolvers the configs use (``${tl_dirname:...}``) and the typed config
+    schemas (:mod:`tl_experiments.config_schema`); call before Hydra composes."""
     from omegaconf import OmegaConf
+
+    from tl_experiments.config_schema import register_configs
+
+    register_configs()
 
     resolvers = {"tl_dirname": job_dirname, "tl_optuna_db": optuna_sqlite}
     for name, resolver in (resolvers | {"tl_model_default": _model_default}).items():
@@ -81,18 +86,20 @@ def preflight(argv: list[str], config_name: str) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from tl_experiments.config_schema import wrong_type
+
     conf = Path(__file__).resolve().parents[2] / "conf"
     try:
         with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=argv, return_hydra_config=True)
             run_dir = Path(str(cfg.hydra.run.dir))
     except (HydraException, OmegaConfBaseException) as e:
-        _exit(f"{_first_line(e)}; {_override_fix(str(e), conf, config_name)}")
+        _exit(wrong_type(e) or f"{_first_line(e)}; {_override_fix(str(e), conf, config_name)}")
     except Exception:  # anything else: let Hydra report it in full
         return
-    missing = missing_keys(cfg)
+    missing = missing_key(cfg)
     if missing:
-        _exit(missing_message(missing[0]))
+        _exit(missing_message(missing))
     key = "hydra.run.dir" if any(a.startswith("hydra.run.dir=") for a in argv) else None
     _check_writable(run_dir, key or "paths.log_dir")
 
@@ -104,21 +111,19 @@ _MISSING_HINTS = {
 }
 
 
-def missing_keys(cfg: DictConfig) -> list[str]:
-    """Mandatory keys (``???``) of ``cfg`` that are still unset, Hydra's own left out."""
+def missing_key(cfg: DictConfig) -> str | None:
+    """The first mandatory key (``???``) still unset, Hydra's own left out, as OmegaConf
+    finds it (``throw_on_missing``). Not ``OmegaConf.missing_keys``: that one resolves every
+    interpolation, and ``${data.root}`` stops it while ``data.root`` is unset."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
 
-    plain = OmegaConf.to_container(cfg, resolve=False)  # "???" stays as it is written
-    plain.pop("hydra", None)
-    missing, todo = [], [("", plain)]
-    while todo:
-        prefix, node = todo.pop()
-        for key, value in node.items():
-            if value == "???":
-                missing.append(prefix + str(key))
-            elif isinstance(value, dict):
-                todo.append((f"{prefix}{key}.", value))
-    return sorted(missing)
+    try:
+        own = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        OmegaConf.to_container(own, resolve=False, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        return e.full_key
+    return None
 
 
 def missing_message(key: str) -> str:
@@ -184,9 +189,9 @@ def guarded(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict | None:
     """Run ``task(cfg)``; a failure prints one line and exits non-zero, or, in a multirun,
     is recorded in the job's ``error.json`` so the other jobs of the sweep go on."""
     try:
-        missing = missing_keys(cfg)
+        missing = missing_key(cfg)
         if missing:
-            raise UserError(missing_message(missing[0]))
+            raise UserError(missing_message(missing))
         return task(cfg)
     except KeyboardInterrupt as e:  # Ctrl-C: one line that says what is kept, no traceback
         message = str(e) or "Interrupted; run the command again (ckpt_path=last resumes)."

@@ -61,9 +61,10 @@ def create_module(cfg: DictConfig, num_classes: int, class_names: list[str]) -> 
     )
     lora = adapters_for(backbone, strategy)  # peft LoRA adapters, when the strategy has them
     epochs = cfg.trainer.get("max_epochs")  # the plan of what trains when, compiled once
-    module = TransferModule(
-        backbone, strategy, class_names, cfg.scheduler, cfg.label_smoothing, epochs
-    )
+    from hydra.utils import instantiate
+
+    scheduler = instantiate(cfg.scheduler)  # conf/scheduler/: a factory (_partial_: true)
+    module = TransferModule(backbone, strategy, class_names, scheduler, cfg.label_smoothing, epochs)
     module.meta |= {"weights": asdict(info)} | ({"lora": lora} if lora else {})  # checkpoints
     module.base_only = strategy.parameter_efficient and info.source != "none"
     module.base_only &= not module.plan.scheduled  # a fixed base (base_weights.py)

@@ -19,13 +19,12 @@ from torchmetrics.classification import (
 from tl_experiments.errors import UserError
 from tl_experiments.models.base_weights import KEY as BASE_KEY
 from tl_experiments.models.base_weights import fill_base, strip_base
+from tl_experiments.models.schedulers import SchedulerFactory, cosine
 from tl_experiments.stages.stage import batch_norms, get_stages
 from tl_experiments.strategies import L2SP, Strategy, compile_plan, param_groups, set_trainable
 from tl_experiments.strategies.unfreeze import StageSchedule
 
-__all__ = ["TransferModule", "SCHEDULERS"]
-
-SCHEDULERS = ("cosine", "onecycle", "constant")
+__all__ = ["TransferModule"]
 
 
 class TransferModule(pl.LightningModule):
@@ -35,7 +34,8 @@ class TransferModule(pl.LightningModule):
         backbone: a timm model whose head already has ``len(class_names)`` outputs.
         strategy: which stages train, their learning rates and the BatchNorm policy.
         class_names: label names, index = class id (kept in the checkpoint).
-        scheduler: ``cosine`` (per step, to 0), ``onecycle`` or ``constant``.
+        scheduler: ``(optimizer, total_steps, max_lrs) -> scheduler or None``, stepped per
+            optimizer step: one of :mod:`tl_experiments.models.schedulers` (``conf/scheduler/``).
         label_smoothing: cross-entropy label smoothing.
         max_epochs: the fit's length, to compile the strategy's plan (``self.plan``) once;
             None outside a fit (the schedule callback compiles it when a fit starts).
@@ -46,7 +46,7 @@ class TransferModule(pl.LightningModule):
         backbone: nn.Module,
         strategy: Strategy,
         class_names: Sequence[str],
-        scheduler: str = "cosine",
+        scheduler: SchedulerFactory = cosine,
         label_smoothing: float = 0.0,
         max_epochs: int | None = None,
     ) -> None:
@@ -54,7 +54,7 @@ class TransferModule(pl.LightningModule):
         self.backbone = backbone
         self.strategy = strategy
         self.class_names = list(class_names)
-        self.scheduler_name = scheduler
+        self.scheduler_name = scheduler  # the factory (the attribute's old name: feature_cache)
         self.label_smoothing = label_smoothing
         self.stages = get_stages(backbone)
         self.plan = compile_plan(strategy, self.stages, max_epochs)
@@ -226,17 +226,7 @@ class TransferModule(pl.LightningModule):
         )
         if self.l2sp is not None:
             self.l2sp.attach(optimizer)
-        total = self._total_steps()
-        if self.scheduler_name == "constant":
+        sched = self.scheduler_name(optimizer, self._total_steps(), [g["lr"] for g in groups])
+        if sched is None:  # a constant lr
             return optimizer
-        if self.scheduler_name == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-        elif self.scheduler_name == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=[g["lr"] for g in groups], total_steps=total
-            )
-        else:
-            raise UserError(
-                f"Unknown scheduler '{self.scheduler_name}'; use one of {', '.join(SCHEDULERS)}."
-            )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
