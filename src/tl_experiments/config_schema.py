@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from omegaconf import MISSING
 
 __all__ = ["AnalysisOptions", "DataSchema", "FolderDataSchema", "StrategySchema"]
-__all__ += ["register_configs", "wrong_type"]
+__all__ += ["register_configs", "strategy_file", "wrong_type"]
 
 
 @dataclass
@@ -97,6 +98,16 @@ class AnalysisOptions:
     photo_size: int = 224  # ImageNet's own resolution: the source task as it was trained
     wise_ft: bool = True  # WiSE-FT interpolations after a fine-tuning run (wise_ft.py)
     wise_ft_val_images: int | None = None  # validation images that pick alpha; None = all
+
+
+def strategy_file(path: str | Path) -> dict:
+    """A ``conf/strategy`` file's keys, resolved, as Hydra composes them (the schema's
+    defaults for the keys it leaves out): for code that reads one file, not the whole config."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.load(path)
+    node.pop("defaults", None)  # the schema it extends, merged here instead
+    return OmegaConf.to_container(OmegaConf.merge(StrategySchema, node), resolve=True)
 
 
 def register_configs() -> None:
