@@ -100,13 +100,13 @@ class Strategy:
         for key in ("lr", "backbone_lr_scale", "lr_decay"):
             if not getattr(self, key) > 0:
                 raise UserError(
-                    f"strategy.{key}={getattr(self, key)} must be positive; set "
+                    f"strategy.{key}={getattr(self, key):g} must be positive; set "
                     f"strategy.{key} to a value above 0."
                 )
         if self.weight_decay < 0:
-            raise UserError(f"strategy.weight_decay={self.weight_decay} must be >= 0.")
+            raise UserError(f"strategy.weight_decay={self.weight_decay:g} must be >= 0.")
         if self.l2sp_alpha < 0:
-            raise UserError(f"strategy.l2sp_alpha={self.l2sp_alpha} must be >= 0 (0 = off).")
+            raise UserError(f"strategy.l2sp_alpha={self.l2sp_alpha:g} must be >= 0 (0 = off).")
         if self.trainable_bn not in BN_POLICIES:
             raise UserError(
                 f"strategy.trainable_bn={self.trainable_bn!r} is not one of "
