@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from tl_experiments.config_schema import strategy_file
 from tl_experiments.errors import UserError
 from tl_experiments.feature_cache import CachedHeadModule, cache_blocker
 from tl_experiments.models.backbone import ModelSpec, build_backbone
@@ -119,7 +120,7 @@ def check_partition(model: torch.nn.Module, stages: list[Stage]) -> None:
 
 
 def _strategy(name: str) -> Strategy:
-    return Strategy.from_dict(yaml.safe_load((ROOT / "conf/strategy" / f"{name}.yaml").read_text()))
+    return Strategy.from_dict(strategy_file(ROOT / "conf/strategy" / f"{name}.yaml"))
 
 
 def check_strategy(model, name: str, x: torch.Tensor, y: torch.Tensor) -> TransferModule:

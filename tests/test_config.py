@@ -55,3 +55,37 @@ def test_model_configs_name_real_timm_models() -> None:
     for option in _options("model"):
         cfg = OmegaConf.load(CONF / "model" / f"{option}.yaml")
         assert timm.is_model(cfg.arch), cfg.arch
+
+
+def test_strategy_schema_defaults_are_the_strategys() -> None:
+    # A key a strategy file leaves out gets the schema's default: the Strategy's own.
+    from dataclasses import MISSING, fields
+
+    from tl_experiments.config_schema import StrategySchema
+
+    schema = OmegaConf.to_container(OmegaConf.structured(StrategySchema))
+    own = {f.name: f for f in fields(Strategy)}
+    for key, value in schema.items():
+        if value == "???":
+            continue  # every strategy file sets it
+        f = own[key]
+        default = f.default if f.default is not MISSING else f.default_factory()
+        assert Strategy.from_dict({"name": "x", key: value}) == Strategy.from_dict(
+            {"name": "x", key: default}
+        ), key
+    assert set(schema) == set(own)
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [("cosine", "CosineAnnealingLR"), ("onecycle", "OneCycleLR"), ("constant", None)],
+)
+def test_every_scheduler_file_instantiates_its_schedule(option: str, expected) -> None:
+    import torch
+    from hydra.utils import instantiate
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"scheduler={option}"])
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+    sched = instantiate(cfg.scheduler)(optimizer, 10, [1e-3])
+    assert (sched and type(sched).__name__) == expected

@@ -17,6 +17,8 @@ PRIVATE = re.compile(
     r"|_internal_optimizer_metadata|def _store\b"
     r"|\.(fit_loop|epoch_loop|strategy|trainer|_trainer)\._[a-z]"
 )
+
+
 def _checker():
     spec = importlib.util.spec_from_file_location("check_house", ROOT / "scripts/check_house.py")
     module = importlib.util.module_from_spec(spec)

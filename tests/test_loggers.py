@@ -204,3 +204,41 @@ def test_a_sweep_logs_to_tensorboard_and_mlflow_and_is_one_tensorboard_view(tmp_
         assert _session_hparams(acc)["seed"] in (0, 1)  # a row of the hparams table...
         assert acc.Scalars("hp/test_acc")  # ...with the final metrics
         assert "custom_scalars__config__" in acc.Tags()["tensors"]
+
+
+def test_a_new_logger_gets_the_confusion_matrix_without_a_branch(tmp_path: Path) -> None:
+    # Any Lightning logger: an image where it takes one (log_image), else a CSV in its folder.
+    from pytorch_lightning.loggers import Logger
+
+    from tl_experiments.run.loggers import log_confusion_matrix
+
+    class _Bare(Logger):
+        name, version = "bare", 0
+
+        def log_hyperparams(self, params, *args, **kwargs) -> None: ...
+
+        def log_metrics(self, metrics, step=None) -> None: ...
+
+    class Imaging(_Bare):
+        def __init__(self) -> None:
+            super().__init__()
+            self.images: list = []
+
+        def log_image(self, key, images, step=None) -> None:
+            self.images.append((key, images, step))
+
+    class Folder(_Bare):
+        log_dir = str(tmp_path / "folder")
+
+    imaging, folder = Imaging(), Folder()
+    for logger in (imaging, folder):
+        log_confusion_matrix(logger, tmp_path, [[2, 0], [1, 3]], ["a", "b"], 7)
+    assert imaging.images == [
+        ("test/confusion_matrix", [str(tmp_path / "confusion_matrix.png")], 7)
+    ]
+    with open(tmp_path / "folder" / "confusion_matrix.csv") as f:
+        assert list(csv.reader(f)) == [
+            ["true \\ predicted", "a", "b"],
+            ["a", "2", "0"],
+            ["b", "1", "3"],
+        ]

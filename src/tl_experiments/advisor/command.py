@@ -45,6 +45,7 @@ from tl_experiments.advisor.rules import (
     recommend,
     size_class,
 )
+from tl_experiments.config_schema import strategy_file
 from tl_experiments.data import ImageDataModule, ImageDataset, build_data, load_image_set
 from tl_experiments.errors import UserError, require_seed
 from tl_experiments.models import create_backbone
@@ -217,8 +218,7 @@ def advise(cfg: DictConfig, overrides: Sequence[str] = ()) -> dict:
 def trained_with(strategy: str, max_epochs: int) -> dict:
     """The numbers the advised command trains with: the strategy's own config (the tuned
     defaults, conf/strategy/<name>.yaml) and the trainer's epochs, not the lesson's."""
-    node = OmegaConf.load(_STRATEGY_CONF / f"{strategy}.yaml")
-    spec = Strategy.from_dict(OmegaConf.to_container(node, resolve=True))
+    spec = Strategy.from_dict(strategy_file(_STRATEGY_CONF / f"{strategy}.yaml"))
     return {"lr": spec.lr, "backbone_lr_scale": spec.backbone_lr_scale, "epochs": max_epochs}
 
 

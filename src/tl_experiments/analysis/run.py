@@ -6,7 +6,7 @@ import copy
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytorch_lightning as pl
 import torch
@@ -20,6 +20,7 @@ from tl_experiments.analysis.images import split_images
 from tl_experiments.analysis.photos import natural_photos
 from tl_experiments.analysis.shifts import SHIFTS, shift_accuracy
 from tl_experiments.analysis.wise_ft import ALPHAS, log_curve, wise_ft_curve
+from tl_experiments.config_schema import AnalysisOptions
 from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.errors import UserError
 from tl_experiments.models import get_stages
@@ -29,21 +30,6 @@ from tl_experiments.models.module import TransferModule
 __all__ = ["AnalysisOptions", "analyze"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AnalysisOptions:
-    """The ``analysis`` config group (see conf/train.yaml)."""
-
-    enabled: bool = True
-    defer: bool = False  # run it later, after the sweep's tables (run/deferred_analysis.py)
-    shifts: bool = True  # evaluate the shifted test sets
-    max_images: int = 256  # validation images for CKA
-    shift_max_images: int | None = 500  # test images per shifted set; None = all
-    photos: int = 32  # natural photos for the ImageNet-head agreement; 0 = skip it
-    photo_size: int = 224  # ImageNet's own resolution: the source task as it was trained
-    wise_ft: bool = True  # WiSE-FT interpolations after a fine-tuning run (wise_ft.py)
-    wise_ft_val_images: int | None = None  # validation images that pick alpha; None = all
 
 
 def analyze(
@@ -92,15 +78,8 @@ def analyze(
 
 
 def _options(options: AnalysisOptions | Mapping) -> AnalysisOptions:
-    if isinstance(options, AnalysisOptions):
-        return options
-    unknown = set(options) - set(AnalysisOptions.__dataclass_fields__)
-    if unknown:
-        raise UserError(
-            f"Unknown analysis option(s) {', '.join(sorted(unknown))}; the "
-            f"analysis block takes {', '.join(AnalysisOptions.__dataclass_fields__)}."
-        )
-    return AnalysisOptions(**options)
+    # A mapping is the composed ``analysis`` block: Hydra has checked its keys and types.
+    return options if isinstance(options, AnalysisOptions) else AnalysisOptions(**options)
 
 
 def _capped(

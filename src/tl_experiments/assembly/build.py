@@ -13,6 +13,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from tl_experiments.analysis import snapshot_weights
@@ -66,7 +67,7 @@ def _module_args(cfg: DictConfig, class_names: list[str], meta: dict) -> dict:
     speed = cfg.get("speed") or {}
     return {
         "class_names": class_names,
-        "scheduler": cfg.scheduler,
+        "scheduler": instantiate(cfg.scheduler),  # conf/scheduler/: a factory (_partial_)
         "label_smoothing": cfg.label_smoothing,
         "meta": meta,
         "channels_last": bool(speed.get("channels_last")),

@@ -63,7 +63,7 @@ def eval_images(
         idx = np.arange(len(image_set))
     else:
         # The run's own fractions and seed on its own data, with the same defaults.
-        draw = DataSpec.from_config(trained if own else data, strict=False)
+        draw = DataSpec.from_config(trained if own else data)
         # Same arguments as training (samples_per_class only thins the train split).
         idx = make_splits(
             image_set.labels,

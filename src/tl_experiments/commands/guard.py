@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from tl_experiments.commands.preflight import missing_keys, missing_message
+from tl_experiments.commands.preflight import missing_key, missing_message
 from tl_experiments.errors import UserError
 from tl_experiments.run.outputs import write_json_atomic
 
@@ -27,9 +27,9 @@ def guarded(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict | None:
     """Run ``task(cfg)``; a failure prints one line and exits non-zero, or, in a multirun,
     is recorded in the job's ``error.json`` so the other jobs of the sweep go on."""
     try:
-        missing = missing_keys(cfg)
+        missing = missing_key(cfg)
         if missing:
-            raise UserError(missing_message(missing[0]))
+            raise UserError(missing_message(missing))
         return task(cfg)
     except KeyboardInterrupt as e:  # Ctrl-C: one line that says what is kept, no traceback
         message = str(e) or "Interrupted; run the command again (ckpt_path=last resumes)."

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-__all__ = ["exit_with", "missing_keys", "missing_message", "preflight"]
+__all__ = ["exit_with", "missing_key", "missing_message", "preflight"]
 
 # conf/ of the repository (src/tl_experiments/commands/preflight.py -> the repository root).
 CONF = Path(__file__).resolve().parents[3] / "conf"
@@ -30,17 +30,19 @@ def preflight(argv: list[str], config_name: str) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from tl_experiments.config_schema import wrong_type
+
     try:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=argv, return_hydra_config=True)
             run_dir = Path(str(cfg.hydra.run.dir))
     except (HydraException, OmegaConfBaseException) as e:
-        exit_with(f"{_first_line(e)}; {_override_fix(str(e), CONF, config_name)}")
+        exit_with(wrong_type(e) or f"{_first_line(e)}; {_override_fix(str(e), CONF, config_name)}")
     except Exception:  # anything else: let Hydra report it in full
         return
-    missing = missing_keys(cfg)
+    missing = missing_key(cfg)
     if missing:
-        exit_with(missing_message(missing[0]))
+        exit_with(missing_message(missing))
     key = "hydra.run.dir" if any(a.startswith("hydra.run.dir=") for a in argv) else None
     _check_writable(run_dir, key or "paths.log_dir")
 
@@ -52,21 +54,19 @@ _MISSING_HINTS = {
 }
 
 
-def missing_keys(cfg: DictConfig) -> list[str]:
-    """Mandatory keys (``???``) of ``cfg`` that are still unset, Hydra's own left out."""
+def missing_key(cfg: DictConfig) -> str | None:
+    """The first mandatory key (``???``) still unset, Hydra's own left out, as OmegaConf
+    finds it (``throw_on_missing``). Not ``OmegaConf.missing_keys``: that one resolves every
+    interpolation, and ``${data.root}`` stops it while ``data.root`` is unset."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
 
-    plain = OmegaConf.to_container(cfg, resolve=False)  # "???" stays as it is written
-    plain.pop("hydra", None)
-    missing, todo = [], [("", plain)]
-    while todo:
-        prefix, node = todo.pop()
-        for key, value in node.items():
-            if value == "???":
-                missing.append(prefix + str(key))
-            elif isinstance(value, dict):
-                todo.append((f"{prefix}{key}.", value))
-    return sorted(missing)
+    try:
+        own = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        OmegaConf.to_container(own, resolve=False, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        return e.full_key
+    return None
 
 
 def missing_message(key: str) -> str:

@@ -13,8 +13,13 @@ __all__ = ["optuna_sqlite", "register_resolvers"]
 
 
 def register_resolvers() -> None:
-    """OmegaConf resolvers the configs use (``${tl_dirname:...}``); call before Hydra."""
+    """OmegaConf resolvers the configs use (``${tl_dirname:...}``) and the typed config
+    schemas (:mod:`tl_experiments.config_schema`); call before Hydra composes."""
     from omegaconf import OmegaConf
+
+    from tl_experiments.config_schema import register_configs
+
+    register_configs()
 
     resolvers = {"tl_dirname": job_dirname, "tl_optuna_db": optuna_sqlite}
     for name, resolver in (resolvers | {"tl_model_default": _model_default}).items():

@@ -12,7 +12,7 @@ from tl_experiments.data.datamodule import ImageDataModule
 from tl_experiments.data.sources import ImageSet, load_source
 from tl_experiments.data.split import make_splits
 from tl_experiments.data.transforms import build_transforms
-from tl_experiments.errors import UserError, require_number, require_seed
+from tl_experiments.errors import require_number, require_seed
 
 __all__ = ["WHERE_KEYS", "DataSpec", "build_data", "create_datamodule", "load_image_set"]
 
@@ -46,15 +46,11 @@ class DataSpec:
     refuse_duplicates: bool = False
 
     @classmethod
-    def from_config(cls, data: Mapping, strict: bool = True) -> DataSpec:
-        """From a resolved ``conf/data`` mapping; an unknown key is a UserError (``strict``)
-        or left out (a checkpoint's config, written by another version)."""
+    def from_config(cls, data: Mapping) -> DataSpec:
+        """From a resolved ``conf/data`` mapping, whose keys Hydra has checked
+        (``DataSchema``, :mod:`tl_experiments.config_schema`); a key this version does not
+        know (a checkpoint's config, written by another version) is left out."""
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known - set(WHERE_KEYS))
-        if unknown and strict:
-            raise UserError(
-                f"data.{unknown[0]} is not a data setting; use one of {', '.join(sorted(known))}."
-            )
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def check(self, img_size: int) -> None:

@@ -19,13 +19,12 @@ from torchmetrics.classification import (
 from tl_experiments.errors import UserError
 from tl_experiments.models.base_weights import KEY as BASE_KEY
 from tl_experiments.models.base_weights import fill_base, strip_base
+from tl_experiments.models.schedulers import SchedulerFactory, cosine
 from tl_experiments.stages.stage import get_stages
 from tl_experiments.strategies import L2SP, Strategy, StrategyPlan, compile_plan
 from tl_experiments.strategies.apply import ApplyPlan
 
-__all__ = ["TransferModule", "SCHEDULERS"]
-
-SCHEDULERS = ("cosine", "onecycle", "constant")
+__all__ = ["TransferModule"]
 
 
 class TransferModule(pl.LightningModule):
@@ -37,7 +36,8 @@ class TransferModule(pl.LightningModule):
             (strategies/plan.py): what trains, at which lr, with which BatchNorm policy;
             ``ApplyPlan`` applies it during a fit.
         class_names: label names, index = class id (kept in the checkpoint).
-        scheduler: ``cosine`` (per step, to 0), ``onecycle`` or ``constant``.
+        scheduler: ``(optimizer, total_steps, max_lrs) -> scheduler or None``, stepped per
+            optimizer step: one of :mod:`tl_experiments.models.schedulers` (``conf/scheduler/``).
         label_smoothing: cross-entropy label smoothing.
         max_epochs: the fit's length, to compile the plan once; None outside a fit (the
             plan's callback then compiles its own when a fit starts).
@@ -52,7 +52,7 @@ class TransferModule(pl.LightningModule):
         backbone: nn.Module,
         strategy: Strategy | StrategyPlan,
         class_names: Sequence[str],
-        scheduler: str = "cosine",
+        scheduler: SchedulerFactory = cosine,
         label_smoothing: float = 0.0,
         max_epochs: int | None = None,
         *,
@@ -65,7 +65,7 @@ class TransferModule(pl.LightningModule):
         super().__init__()
         self.backbone = backbone
         self.class_names = list(class_names)
-        self.scheduler_name = scheduler
+        self.make_scheduler = scheduler
         self.label_smoothing = label_smoothing
         self.stages = get_stages(backbone)
         if isinstance(strategy, StrategyPlan):  # compiled by the run's builder
@@ -202,17 +202,7 @@ class TransferModule(pl.LightningModule):
         )
         if self.l2sp is not None:
             self.l2sp.attach(optimizer)
-        total = self._total_steps()
-        if self.scheduler_name == "constant":
+        sched = self.make_scheduler(optimizer, self._total_steps(), [g["lr"] for g in groups])
+        if sched is None:  # a constant lr
             return optimizer
-        if self.scheduler_name == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-        elif self.scheduler_name == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=[g["lr"] for g in groups], total_steps=total
-            )
-        else:
-            raise UserError(
-                f"Unknown scheduler '{self.scheduler_name}'; use one of {', '.join(SCHEDULERS)}."
-            )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

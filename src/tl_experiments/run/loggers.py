@@ -13,11 +13,11 @@ from __future__ import annotations
 import fcntl
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import singledispatch
 from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import (
-    CSVLogger,
     Logger,
     MLFlowLogger,
     TensorBoardLogger,
@@ -29,6 +29,7 @@ from tl_experiments.errors import UserError
 __all__ = [
     "SCALARS_LAYOUT",
     "create_loggers",
+    "log_confusion_matrix",
     "log_run_end",
     "log_run_start",
     "log_text",
@@ -155,32 +156,50 @@ def log_run_end(
     results: dict,
     class_names: Sequence[str],
 ) -> None:
-    """Final metrics (``hp/<name>``), the confusion matrix, then close every logger.
-
-    The confusion matrix is the run folder's ``confusion_matrix.png`` (written before): an
-    image in TensorBoard and W&B, an artifact in MLflow (with ``test_report.csv``); the CSV
-    logger gets the counts as ``confusion_matrix.csv`` beside its ``metrics.csv``.
-    """
+    """Final metrics (``hp/<name>``), the confusion matrix (:func:`log_confusion_matrix`),
+    then close every logger."""
     final = {f"hp/{k}": v for k, v in final.items() if v is not None}
-    png, step, loggers = out / "confusion_matrix.png", trainer.global_step, trainer.loggers
+    step, loggers = trainer.global_step, trainer.loggers
     confusion = results["confusion_matrix"]  # from TransferModule.test_results()
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(hparams, final)  # the hparams table's row for this run
-            logger.experiment.add_image("test/confusion_matrix", _rgb(png), step, dataformats="HWC")
         else:
             logger.log_metrics(final, step=step)
-        if isinstance(logger, MLFlowLogger):
-            for path in (png, out / "test_report.csv"):
-                logger.experiment.log_artifact(logger.run_id, str(path))
-        elif isinstance(logger, CSVLogger):
-            _write_matrix(confusion, class_names, Path(logger.log_dir) / "confusion_matrix.csv")
-        elif isinstance(logger, WandbLogger):
-            logger.log_image("test/confusion_matrix", [str(png)], step=step)
+        log_confusion_matrix(logger, out, confusion, class_names, step)
     for logger in loggers:
         logger.finalize("success")
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()  # the next job of a multirun starts a new W&B run
+
+
+@singledispatch
+def log_confusion_matrix(
+    logger: Logger, out: Path, matrix: Sequence[Sequence[int]], names: Sequence[str], step: int
+) -> None:
+    """The test confusion matrix, as ``logger``'s tool keeps it; ``out`` is the run folder
+    with ``confusion_matrix.png`` and ``test_report.csv`` already written.
+
+    Any logger: the image where it takes images (``log_image``: W&B, Neptune, Comet), else
+    the counts as ``confusion_matrix.csv`` in its folder (CSV). A logger that needs
+    something else registers its own (``@log_confusion_matrix.register``), as below.
+    """
+    if callable(getattr(logger, "log_image", None)):
+        logger.log_image("test/confusion_matrix", [str(out / "confusion_matrix.png")], step=step)
+    elif getattr(logger, "log_dir", None):
+        _write_matrix(matrix, names, Path(logger.log_dir) / "confusion_matrix.csv")
+
+
+@log_confusion_matrix.register
+def _tensorboard(logger: TensorBoardLogger, out: Path, matrix, names, step: int) -> None:
+    image = _rgb(out / "confusion_matrix.png")
+    logger.experiment.add_image("test/confusion_matrix", image, step, dataformats="HWC")
+
+
+@log_confusion_matrix.register
+def _mlflow_artifacts(logger: MLFlowLogger, out: Path, matrix, names, step: int) -> None:
+    for path in (out / "confusion_matrix.png", out / "test_report.csv"):
+        logger.experiment.log_artifact(logger.run_id, str(path))
 
 
 def _rgb(png: Path):

@@ -1,5 +1,7 @@
 """A transfer strategy is data: which stages train, at which learning rate, how BN behaves,
 when stages unfreeze (see :mod:`tl_experiments.strategies.schedule`) and which regulariser applies.
+Hydra checks a strategy file's keys and their types (``StrategySchema``,
+:mod:`tl_experiments.config_schema`); :class:`Strategy` checks the values.
 
 The code that applies a strategy never branches on its name, so a new strategy is a new
 YAML file in ``conf/strategy/``, not new code.
@@ -97,13 +99,13 @@ class Strategy:
         for key in ("lr", "backbone_lr_scale", "lr_decay"):
             if not getattr(self, key) > 0:
                 raise UserError(
-                    f"strategy.{key}={getattr(self, key)} must be positive; set "
+                    f"strategy.{key}={getattr(self, key):g} must be positive; set "
                     f"strategy.{key} to a value above 0."
                 )
         if self.weight_decay < 0:
-            raise UserError(f"strategy.weight_decay={self.weight_decay} must be >= 0.")
+            raise UserError(f"strategy.weight_decay={self.weight_decay:g} must be >= 0.")
         if self.l2sp_alpha < 0:
-            raise UserError(f"strategy.l2sp_alpha={self.l2sp_alpha} must be >= 0 (0 = off).")
+            raise UserError(f"strategy.l2sp_alpha={self.l2sp_alpha:g} must be >= 0 (0 = off).")
         if self.trainable_bn not in BN_POLICIES:
             raise UserError(
                 f"strategy.trainable_bn={self.trainable_bn!r} is not one of "
@@ -169,14 +171,8 @@ class Strategy:
 
     @classmethod
     def from_dict(cls, cfg: dict) -> Strategy:
-        """Build from a config mapping; unknown keys are an error that names them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(cfg) - known)
-        if unknown:
-            raise UserError(
-                f"Unknown strategy key(s) {', '.join(unknown)}; known keys are "
-                f"{', '.join(sorted(known))}."
-            )
+        """Build from a resolved ``strategy`` config (its keys and types are checked when
+        Hydra composes it: ``StrategySchema`` in :mod:`tl_experiments.config_schema`)."""
         cfg = dict(cfg)
         if not isinstance(cfg.get("trainable", "all"), str):
             cfg["trainable"] = tuple(cfg["trainable"])
@@ -186,8 +182,6 @@ class Strategy:
         if not isinstance(cfg.get("param_kinds", "all"), str):
             cfg["param_kinds"] = tuple(cfg["param_kinds"])
         search = cfg.get("search") or {}
-        if not isinstance(search, dict):
-            raise UserError(f"strategy.search={search!r} must map strategy keys to lists.")
         cfg["search"] = tuple(
             (str(k), tuple(v) if isinstance(v, list | tuple) else (v,)) for k, v in search.items()
         )
