@@ -56,6 +56,17 @@ def test_halving_keeps_the_best_at_the_rung_and_costs_1_5_runs():
     assert exhaustive.selected == 2 and exhaustive.n_stopped == 0
 
 
+def test_a_tie_at_the_rung_lets_both_go_on():
+    """Optuna's pruner promotes a value equal to the best one: with a tie at the rung both
+    settings train to the end (2 runs' epochs, not 1.5: docs/results.md, "Cheap search"),
+    and the better full-training validation accuracy is selected."""
+    curves = [[0.5, 0.7, 0.7, 0.7], [0.6, 0.7, 0.6, 0.8]]  # both 0.7 best so far at epoch 2
+    params = grid([("lr", (1e-3, 1e-2))])
+    result = successive_halving(params, 4, 2, 2, lambda i, n: curves[i][:n])
+    assert [c.stopped_at for c in result.candidates] == [None, None]
+    assert result.selected == 1
+
+
 def test_search_space_comes_from_the_strategy_file(make_cfg):
     assert search_space(make_cfg("strategy=partial_ft")) == (("backbone_lr_scale", (0.3, 1.0)),)
     assert search_space(make_cfg("strategy=feature_extraction")) == (("lr", (3e-3, 1e-2)),)
@@ -76,7 +87,7 @@ def _fake_steps(val: dict[float, list[float]], test: dict[float, float], log: li
     def fit(cfg, out, parts, ckpt_path):
         until = parts.stop or cfg.trainer.max_epochs
         log.append(("fit", parts.lr, until, ckpt_path is not None))
-        history = [{"val_acc": v} for v in val[parts.lr][:until]]
+        history = [{"val_acc": v, "val_loss": 1 - v} for v in val[parts.lr][:until]]
         return float(until), history
 
     def finish(cfg, out, parts, seconds, history, extra):
@@ -112,6 +123,10 @@ def test_selection_never_reads_a_test_accuracy(make_cfg, tmp_path, monkeypatch):
     assert ("fit", 3e-3, 8, True) in log and ("fit", 1e-3, 8, True) not in log
     cands = record["tuning"]["candidates"]
     assert [c["stopped_at"] for c in cands] == [2, None, 2]
+    # Each candidate's validation loss, as far as it trained: what scripts/check_selection.py
+    # --rules ranks other rung rules on (the search itself ranks on accuracy).
+    assert [len(c["val_loss"]) for c in cands] == [2, 8, 2]
+    assert cands[1]["val_loss"] == pytest.approx([1 - v for v in CURVES[1]])
     assert all("test" not in json.dumps(c) for c in cands)
     assert record["train_seconds"] == 2 + 8 + 2  # the whole search's cost, not the pick's
 

@@ -156,6 +156,10 @@ def _record(result: SearchResult, cands: list[_Candidate], first: int, tune) -> 
             {
                 "params": c.params,
                 "val_acc": [round(v, 6) for v in c.val_acc],
+                # not what the search ranks on: for checks of other rung rules (issue 24)
+                "val_loss": [
+                    round(float(r["val_loss"]), 6) for r in run.history if "val_loss" in r
+                ],
                 "best_val_acc": round(c.best_val, 6),
                 "stopped_at": c.stopped_at,
                 "train_seconds": round(run.seconds, 3),
