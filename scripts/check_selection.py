@@ -66,17 +66,21 @@ def _candidates(m: dict) -> list[dict]:
     ]
 
 
-# What a candidate is ranked on at a rung: (val accuracy, val loss) per epoch up to the rung
-# -> a key, higher first. The first is the runs' own (halving.py: best accuracy so far).
-Rule = Callable[[list[float], list[float]], tuple[float, ...]]
+# What a candidate is ranked on at a rung: (val accuracy, val loss) per epoch up to the rung,
+# and its place in the grid -> a key, higher first. The first is the runs' own (halving.py).
+Rule = Callable[[list[float], list[float], int], tuple[float, ...]]
 RULES: dict[str, Rule] = {
-    "best accuracy so far (the runs' rule)": lambda acc, loss: (max(acc),),
-    "last accuracy": lambda acc, loss: (acc[-1],),
-    "mean accuracy of the last 2 epochs": lambda acc, loss: (sum(acc[-2:]) / len(acc[-2:]),),
-    "last loss": lambda acc, loss: (-loss[-1],),
-    "lowest loss so far": lambda acc, loss: (-min(loss),),
-    "mean loss of the last 2 epochs": lambda acc, loss: (-sum(loss[-2:]) / len(loss[-2:]),),
-    "best accuracy so far, ties by last loss": lambda acc, loss: (max(acc), -loss[-1]),
+    "best accuracy so far, ties to the larger step (the runs' rule)": lambda acc, loss, i: (
+        max(acc),
+        i,
+    ),
+    "best accuracy so far, ties kept (Optuna's pruner alone)": lambda acc, loss, i: (max(acc),),
+    "last accuracy": lambda acc, loss, i: (acc[-1],),
+    "mean accuracy of the last 2 epochs": lambda acc, loss, i: (sum(acc[-2:]) / len(acc[-2:]),),
+    "last loss": lambda acc, loss, i: (-loss[-1],),
+    "lowest loss so far": lambda acc, loss, i: (-min(loss),),
+    "mean loss of the last 2 epochs": lambda acc, loss, i: (-sum(loss[-2:]) / len(loss[-2:]),),
+    "best accuracy so far, ties by last loss": lambda acc, loss, i: (max(acc), -loss[-1]),
 }
 
 
@@ -117,7 +121,7 @@ def _replay_rule(
     for stop in rungs(epochs, _first(epochs, first_rung), reduction):
         if len(alive) == 1:
             break
-        key = {i: rule(curves[i][0][:stop], curves[i][1][:stop]) for i in alive}
+        key = {i: rule(curves[i][0][:stop], curves[i][1][:stop], i) for i in alive}
         bar = sorted(key.values(), reverse=True)[max(1, len(alive) // reduction) - 1]
         for i in alive:
             trained[i] = stop if key[i] < bar else epochs

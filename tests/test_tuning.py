@@ -56,15 +56,24 @@ def test_halving_keeps_the_best_at_the_rung_and_costs_1_5_runs():
     assert exhaustive.selected == 2 and exhaustive.n_stopped == 0
 
 
-def test_a_tie_at_the_rung_lets_both_go_on():
-    """Optuna's pruner promotes a value equal to the best one: with a tie at the rung both
-    settings train to the end (2 runs' epochs, not 1.5: docs/results.md, "Cheap search"),
-    and the better full-training validation accuracy is selected."""
-    curves = [[0.5, 0.7, 0.7, 0.7], [0.6, 0.7, 0.6, 0.8]]  # both 0.7 best so far at epoch 2
-    params = grid([("lr", (1e-3, 1e-2))])
-    result = successive_halving(params, 4, 2, 2, lambda i, n: curves[i][:n])
-    assert [c.stopped_at for c in result.candidates] == [None, None]
-    assert result.selected == 1
+def test_a_tie_at_the_rung_goes_to_the_larger_step_at_1_5_runs():
+    """Optuna's pruner alone promotes a value equal to the best one (both would train to the
+    end: 2 runs' epochs); a tie goes to the later setting of the grid (the larger step), and
+    the search costs 1.5 runs as a clear rung does (halving.py, TIE)."""
+    for later_wins in (True, False):  # the later one is picked on a tie, whatever follows
+        curves = [[0.5, 0.7, 0.7, 0.9], [0.6, 0.7, 0.6, 0.8 if later_wins else 0.65]]
+        params = grid([("lr", (1e-3, 1e-2))])
+        calls = []
+
+        def train_to(i, n, curves=curves, calls=calls):
+            calls.append((i, n))
+            return curves[i][:n]
+
+        result = successive_halving(params, 4, 2, 2, train_to)
+        assert [c.stopped_at for c in result.candidates] == [2, None]
+        assert result.selected == 1
+        assert calls == [(0, 2), (1, 2), (1, 4)]  # 2 + 2 + 2 epochs = 1.5 runs of 4
+        assert result.candidates[1].best_val == max(curves[1])  # the raw accuracy, no TIE
 
 
 def test_search_space_comes_from_the_strategy_file(make_cfg):
