@@ -1,11 +1,13 @@
-"""scripts/gpu_check.py in its dry mode (the CPU, a tiny model): every step runs and the
-table it writes says DRY in every row, never passing for GPU numbers. Its comparison is a
-sweep of 4 jobs, 2 at a time on 2 simulated GPUs: it also shows that parallel jobs each
-get their own GPU (the sweep's own tests are in test_sweeps.py)."""
+"""scripts/gpu_check.py in its dry mode (the CPU, a tiny model): every step runs, train.py's
+own row on a generated photo folder included, and the table it writes says DRY in every row,
+never passing for GPU numbers. Its comparison is a sweep of 4 jobs, 2 at a time on 2
+simulated GPUs: it also shows that parallel jobs each get their own GPU (the sweep's own
+tests are in test_sweeps.py)."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +34,10 @@ def test_gpu_check_dry_run_writes_its_table(tmp_path: Path) -> None:
     checks = [row.split(" | ")[1] for row in rows]
     assert checks.count("GPU tests") == 1
     assert checks.count("throughput") == 4  # fp32, bf16-mixed, channels_last, both
+    # train.py itself on generated JPEG photos, as images/s and against the bare loop
+    (train_py,) = [row for row in rows if row.split(" | ")[1] == "train.py"]
+    assert "48 JPEG photos" in train_py and " | ok | " in train_py
+    assert re.search(r"\d img/s, \d+\.\d\dx the bare loop's bf16-mixed channels_last", train_py)
     assert checks.count("comparison") == 4  # the four strategies, one job per (simulated) GPU
     slots = {row.split(" | ")[2].rsplit(" ", 1)[-1] for row in rows if "comparison" in row}
     assert slots == {"0", "1"}
