@@ -78,7 +78,8 @@ def test_what_trains_is_said_once_and_when_it_changes(caplog) -> None:
     from tl_experiments.strategies.apply import ApplyPlan
 
     stages = [SimpleNamespace(name=n, index=i) for i, n in enumerate(["stem", "stage1", "head"])]
-    module = SimpleNamespace(stages=stages, loggers=[], global_step=0)
+    trainer = SimpleNamespace(optimizers=[])
+    module = SimpleNamespace(stages=stages, loggers=[], global_step=0, trainer=trainer)
     schedule = ApplyPlan()
     with caplog.at_level("INFO"):
         for epoch, trainable in enumerate([{2}, {2}, {2}, {1, 2}, {1, 2}]):

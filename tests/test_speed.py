@@ -48,6 +48,20 @@ def test_cached_run_matches_the_uncached_run(make_cfg, tmp_path: Path) -> None:
     for a, b in zip(on["history"], off["history"], strict=True):
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
             assert a[key] == pytest.approx(b[key], abs=1e-4), key
+    # TensorBoard's x axis in optimizer steps on both paths (the cached one logs "step").
+    for tag in ("train/loss", "val/acc", "lr-AdamW/head"):
+        assert _steps(tmp_path / "true", tag) == _steps(tmp_path / "false", tag), tag
+
+
+def _steps(run: Path, tag: str) -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps = []
+    for events in sorted((run / "tb").glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        steps += [e.step for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+    return steps
 
 
 def _cached(module, batch_size: int, digest: str) -> CachedHeadModule:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from tl_experiments.analysis import analyze
 from tl_experiments.assembly import build_run, create_module
@@ -65,8 +65,10 @@ def create_trainer(
         enable_version_counter=False,
     )
     loggers = create_loggers(OmegaConf.to_container(cfg.logger, resolve=True), run_name(cfg, name))
-    monitor = [LearningRateMonitor(logging_interval="epoch")] if loggers else []  # needs a logger
-    callbacks = [ckpt, *monitor, RandomState(), history, *extra]
+    # Each stage's lr is logged by the plan's callback (strategies/apply.py), not by
+    # Lightning's LearningRateMonitor, whose x axis is a private count of batches that a
+    # feature-cached run (one batch an epoch) cannot set through a public API.
+    callbacks = [ckpt, RandomState(), history, *extra]
     args = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience = args.pop("early_stopping_patience", None)
     if patience is not None:  # a run that stopped learning ends (callbacks/early_stop.py)

@@ -2,7 +2,8 @@
 default), CSV, MLflow, Weights & Biases, or several at once (``logger=[tensorboard,mlflow]``).
 
 Every logger gets the same record: the hyperparameters, every metric the run logs (losses,
-accuracies, the per-stage learning rates of ``LearningRateMonitor``, drift, the analysis), the
+accuracies, the per-stage learning rates ``lr-AdamW/<stage>`` from ``strategies/apply.py``,
+drift, the analysis), the
 final metrics as ``hp/<name>`` and the test confusion matrix. How each tool stores the parts
 that are not plain scalars (TensorBoard's text, hparams session, image and custom-scalars
 layout; MLflow's artifacts; a W&B image; a CSV file) is decided here and nowhere else.

@@ -75,14 +75,18 @@ class ApplyPlan(pl.Callback):
     """Apply a module's :class:`StrategyPlan` (``pl_module.plan``, ``pl_module.stages``)
     epoch by epoch.
 
-    Logs, each epoch, ``train/trainable_stages`` (how many) and ``trainable/<stage>`` (0/1);
-    an unfreezing prints one line and adds it to TensorBoard's text tab (``schedule``).
+    Logs, each epoch after applying it, ``train/trainable_stages`` (how many),
+    ``trainable/<stage>`` (0/1) and each stage's lr as ``lr-<optimizer>/<stage>`` (the
+    names of Lightning's ``LearningRateMonitor``, at the step of the epoch's start, on the
+    image path and on cached features alike); an unfreezing prints one line and adds it to
+    TensorBoard's text tab (``schedule``).
     """
 
     def __init__(self) -> None:
         self.plan: StrategyPlan | None = None
         self.scales: list[float] | None = None  # scale_g in force (schedule.py's module doc)
         self._trainable: frozenset[int] | None = None
+        self._modes_for: frozenset[int] | None = None  # the stages the modes were set for
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         plan, epochs = pl_module.plan, trainer.max_epochs or 1
@@ -116,7 +120,9 @@ class ApplyPlan(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A run resumed mid-epoch skips on_train_epoch_start: apply the phase here too (the
-        # second application in the same epoch changes nothing).
+        # second application in the same epoch changes nothing). The modes are set anew
+        # at every fit's start: a test or a user may have changed them since.
+        self._modes_for = None
         self._apply(trainer, pl_module, trainer.current_epoch)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -139,8 +145,12 @@ class ApplyPlan(pl.Callback):
         trainable = plan.trainable_at(epoch)
         set_trainable(stages, plan, trainable)
         # Lightning (>= 2.2) never calls .train() itself: it keeps whatever mode the
-        # modules are in (and restores it after validation), so the modes are set here.
-        set_modes(pl_module, stages, plan, trainable)
+        # modules are in (and restores it after validation), so the modes are set here,
+        # when the fit starts and when the stages that train change (per epoch, a share of
+        # an epoch of cached features: docs/speed.md).
+        if trainable != self._modes_for:
+            set_modes(pl_module, stages, plan, trainable)
+            self._modes_for = trainable
         scales = plan.scales_at(epoch)
         applied = self.scales or [1.0] * len(scales)  # configure_optimizers sets scale 1
         ratios = [new / old for new, old in zip(scales, applied, strict=True)]
@@ -174,6 +184,9 @@ class ApplyPlan(pl.Callback):
         self._trainable = trainable
         metrics = {f"trainable/{s.name}": float(s.index in trainable) for s in stages}
         metrics["train/trainable_stages"] = float(len(trainable))
+        for optimizer in pl_module.trainer.optimizers:
+            kind = type(optimizer).__name__
+            metrics |= {f"lr-{kind}/{g['name']}": g["lr"] for g in optimizer.param_groups}
         for logger in pl_module.loggers:  # straight to the loggers: self.log's bookkeeping
             # per value is a share of an epoch of cached features (docs/speed.md)
             logger.log_metrics(metrics, step=pl_module.global_step)
