@@ -124,3 +124,35 @@ def test_no_collapse_when_stages_unfreeze(make_cfg, strategy: str) -> None:
     (``strategy.trainable_bn=train``) the same run loses tens of points there."""
     acc = _curve(make_cfg, strategy, SCHEDULES[strategy])
     assert acc[2] >= acc[1] - 0.02, acc
+
+
+def test_a_stage_none_of_whose_parameters_train_keeps_its_batchnorm_fixed() -> None:
+    """With param_kinds, a stage of the phase whose parameters are all of other kinds does
+    not train, so its BatchNorm stays in eval mode whatever trainable_bn says (here: LoRA
+    kinds on a model without adapters: only the head trains)."""
+    import timm
+
+    from tl_experiments.stages.stage import get_stages
+    from tl_experiments.strategies import Strategy, compile_plan
+    from tl_experiments.strategies.apply import set_modes
+
+    model = timm.create_model("test_resnet", num_classes=3)
+    stages = get_stages(model)
+    strategy = Strategy(
+        "x", param_kinds=("lora",), lora_rank=2, lora_targets="nothing", trainable_bn="train"
+    )
+    plan = compile_plan(strategy, stages, 2)
+    set_modes(model, stages, plan, plan.trainable_at(0))
+    assert not any(bn.training for s in stages[:-1] for bn in batch_norms(s))
+    assert stages[-1].modules[0].training  # the head trains
+    full = compile_plan(Strategy("y", trainable_bn="train"), stages, 2)
+    set_modes(model, stages, full, full.trainable_at(0))  # every stage trains: batch stats
+    assert all(bn.training for s in stages for bn in batch_norms(s))
+
+
+def test_a_checkpoint_of_the_callback_before_applyplan_keeps_its_lr_scales(make_cfg) -> None:
+    module = create_module(make_cfg("strategy=lp_ft"), 10, CLASSES)
+    state = {"scales": [0.1] * len(module.stages), "trainable": [0], "epoch": 3}
+    ckpt = {"callbacks": {"StageSchedule": state}, "tl_experiments": {}}
+    module.on_load_checkpoint(ckpt)
+    assert ckpt["callbacks"] == {"ApplyPlan": state}

@@ -202,3 +202,35 @@ def test_kinds_hold_in_every_phase_of_a_schedule(make_cfg) -> None:
     top = module.stages[-2]
     expected = {n for n, k in zip(top.param_names, top.kinds, strict=True) if "bias" in k}
     assert expected and moved == expected | set(module.stages[-1].param_names)
+
+
+def test_a_cached_parameter_efficient_run_writes_a_checkpoint_that_loads(tmp_path) -> None:
+    """BitFit on the head alone trains on cached features; its checkpoint is the cache's
+    (whole at the end of the fit), not base_weights.py's form, so eval/predict load it."""
+    from hydra import compose, initialize_config_dir
+
+    from tl_experiments.models.checkpoint import load_checkpoint, module_from_checkpoint
+
+    from .conftest import CONF, TINY
+
+    weights = tmp_path / "base.pth"
+    torch.save(timm.create_model("test_efficientnet").state_dict(), weights)
+    overrides = [
+        *TINY,
+        "model=test_efficientnet",
+        "strategy=bitfit",
+        "strategy.trainable=head",
+        "model.weights=file",
+        f"model.weights_file={weights}",
+        f"paths.output_dir={tmp_path / 'run'}",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=1.0",
+        "trainer.limit_val_batches=1.0",
+        "trainer.limit_test_batches=1.0",
+    ]  # fmt: skip (the cache needs whole epochs)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        metrics = run(compose(config_name="train", overrides=overrides))
+    assert metrics["feature_cache"] is True
+    ckpt = load_checkpoint(tmp_path / "run/checkpoints/best.ckpt")
+    assert "base_weights" not in ckpt["tl_experiments"]
+    module_from_checkpoint(ckpt)  # raised "trained over base weights ..." before

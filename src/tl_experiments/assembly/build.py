@@ -9,6 +9,7 @@ so nothing is set on it from outside afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -113,6 +114,9 @@ def build_run(cfg: DictConfig, image_set: ImageSet) -> Built:
     head = set(plan_stages[-1].param_names)
     cache = FeatureCache(cfg.feature_cache.dir)
     digest, features = cached_features(backbone, head, dm, cache, key_parts, args["channels_last"])
+    # Its checkpoints keep the base: a cached run writes them head-only during the fit and
+    # in full at its end (feature_cache/module.py), never in base_weights.py's form.
+    plan = dataclasses.replace(plan, keeps_base=True)
     module = CachedHeadModule(
         backbone, plan, **args, batch_size=dm.batch_size, frozen_digest=digest
     )

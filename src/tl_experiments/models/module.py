@@ -112,6 +112,12 @@ class TransferModule(pl.LightningModule):
             strip_base(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Checkpoints written before ApplyPlan keep its state (the lr scales in force)
+        # under the name of the callback it replaced; Lightning restores callbacks after
+        # this hook, so a resumed run continues with the same learning rates.
+        callbacks = checkpoint.get("callbacks") or {}
+        if "StageSchedule" in callbacks and "ApplyPlan" not in callbacks:
+            callbacks["ApplyPlan"] = callbacks.pop("StageSchedule")
         base = checkpoint.get("tl_experiments", {}).get(BASE_KEY)
         if base is not None:
             checkpoint["state_dict"] = fill_base(checkpoint["state_dict"], self.state_dict(), base)

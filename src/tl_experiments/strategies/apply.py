@@ -50,7 +50,10 @@ def set_modes(
     model.train()
     chosen = frozenset(trainable)
     for stage in stages:
-        trains = stage.index in chosen
+        # A stage trains when a parameter of it does (with param_kinds, a stage of the
+        # phase whose parameters are all of other kinds stays frozen, modes included).
+        own = stage.kinds or [frozenset()] * len(stage.params)
+        trains = any(plan.trains(stage, kinds, chosen) for kinds in own)
         if not plan.bn_frozen(trains):
             continue
         if not trains:
@@ -87,6 +90,7 @@ class ApplyPlan(pl.Callback):
         self.scales: list[float] | None = None  # scale_g in force (schedule.py's module doc)
         self._trainable: frozenset[int] | None = None
         self._modes_for: frozenset[int] | None = None  # the stages the modes were set for
+        self._started: int | None = None  # the last epoch whose start was done (checkpointed)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         plan, epochs = pl_module.plan, trainer.max_epochs or 1
@@ -119,14 +123,25 @@ class ApplyPlan(pl.Callback):
             )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # A run resumed mid-epoch skips on_train_epoch_start: apply the phase here too (the
-        # second application in the same epoch changes nothing). The modes are set anew
-        # at every fit's start: a test or a user may have changed them since.
+        # The modes are set anew at every fit's start: a test or a user may have changed
+        # them since. A resumed fit: Lightning (2.6) calls no on_train_epoch_start for the
+        # epoch it resumes in, so that epoch's start (phase, line, lrs, a re-estimation)
+        # is done here when the checkpoint says it was not done yet (written at an epoch's
+        # end); resumed mid-epoch, only the phase is applied again.
         self._modes_for = None
-        self._apply(trainer, pl_module, trainer.current_epoch)
+        epoch = trainer.current_epoch
+        if trainer.ckpt_path is not None and self._started != epoch:
+            self._epoch_start(trainer, pl_module, epoch)
+        else:
+            self._apply(trainer, pl_module, epoch)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        epoch = trainer.current_epoch
+        if self._started != trainer.current_epoch:
+            self._epoch_start(trainer, pl_module, trainer.current_epoch)
+
+    def _epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int):
+        """The phase of ``epoch``, its line and lrs, and the re-estimation it starts with."""
+        self._started = epoch
         trainable = self._apply(trainer, pl_module, epoch)
         self._announce(pl_module, epoch, trainable)
         new = [s for s in pl_module.stages if s.index in self.plan.reestimates_at(epoch)]
@@ -193,12 +208,14 @@ class ApplyPlan(pl.Callback):
 
     def state_dict(self) -> dict:
         return {
+            "started": self._started,
             "scales": self.scales,
             "trainable": sorted(self._trainable) if self._trainable is not None else None,
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.scales = state_dict.get("scales")
+        self._started = state_dict.get("started")
         trainable = state_dict.get("trainable")
         self._trainable = None if trainable is None else frozenset(trainable)
 
