@@ -144,15 +144,24 @@ def test_every_stage_has_the_exact_lr_and_trainability(make_cfg, name: str, sche
     assert recorder.changed_while_frozen == []
 
 
-def test_resume_continues_in_the_same_phase(make_cfg, tmp_path) -> None:
-    args = ("gradual_unfreeze", "strategy.unfreeze_warmup_epochs=1")
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("strategy.unfreeze_warmup_epochs=1",),
+        # stage4 starts at epoch 2, the epoch the run resumes in: re-estimated all the same
+        ("strategy.trainable_bn=reestimate",),
+    ],
+)
+def test_resume_continues_in_the_same_phase(make_cfg, tmp_path, overrides) -> None:
+    args = ("gradual_unfreeze", *overrides)
     module, dm = _build(make_cfg, *args)
     full = Recorder()
     _trainer(full).fit(module, datamodule=dm)
 
     # Stopped after epoch 1, stage4 half-way through its warm-up; resumed from last.ckpt.
     first, dm = _build(make_cfg, *args)
-    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    # Written at the end of the training epoch, as a rung's checkpoint is (callbacks/rung.py).
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_on_train_epoch_end=True)
     _trainer(Recorder(stop_after=1), ckpt).fit(first, datamodule=dm)
     resumed, dm = _build(make_cfg, *args)
     rest = Recorder()

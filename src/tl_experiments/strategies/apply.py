@@ -124,10 +124,11 @@ class ApplyPlan(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The modes are set anew at every fit's start: a test or a user may have changed
-        # them since. A resumed fit: Lightning (2.6) calls no on_train_epoch_start for the
-        # epoch it resumes in, so that epoch's start (phase, line, lrs, a re-estimation)
-        # is done here when the checkpoint says it was not done yet (written at an epoch's
-        # end); resumed mid-epoch, only the phase is applied again.
+        # them since. A resumed fit: Lightning (2.6) skips on_train_epoch_start for the
+        # epoch it resumes in after some restarts (fit_loop.on_advance_start), so that
+        # epoch's start (phase, line, lrs, a re-estimation) is done here when the
+        # checkpoint says it was not done yet, and only once (``_started``); resumed
+        # mid-epoch, only the phase is applied again.
         self._modes_for = None
         epoch = trainer.current_epoch
         if trainer.ckpt_path is not None and self._started != epoch:

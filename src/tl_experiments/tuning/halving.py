@@ -19,7 +19,9 @@ holds back mid-run more often than the smaller one; and exactly one setting goes
 tie costs no more than a clear rung (Optuna's pruner would keep both: 2 runs' epochs
 instead of 1.5). Replayed on the recorded curves of four datasets its picks have the
 validation and test accuracy of the picks without it, at 1.5 runs everywhere
-(docs/results.md, "Cheap search").
+(docs/results.md, "Cheap search"). Among several settings that reach the last epoch (the
+exhaustive reference) equal accuracies still go to the first in the file's order, Optuna's
+``best_trial``, as ``scripts/check_selection.py``'s reference reads them.
 
 Only validation accuracies are ever passed in: the caller tests the selected candidate
 once, after the search (``tl_experiments.tuning.run``).
