@@ -36,8 +36,8 @@ def set_trainable(stages: Sequence[Stage], plan: StrategyPlan, trainable: Iterab
     stages (:meth:`StrategyPlan.trains`): the one place that sets it during a run."""
     chosen = frozenset(trainable)
     for s in stages:
-        for p, own in zip(s.params, s.kinds or [frozenset()] * len(s.params), strict=True):
-            p.requires_grad_(plan.trains(s, own, chosen))
+        for p, on in zip(s.params, plan.trains(s, chosen), strict=True):
+            p.requires_grad_(on)
 
 
 def set_modes(
@@ -52,8 +52,7 @@ def set_modes(
     for stage in stages:
         # A stage trains when a parameter of it does (with param_kinds, a stage of the
         # phase whose parameters are all of other kinds stays frozen, modes included).
-        own = stage.kinds or [frozenset()] * len(stage.params)
-        trains = any(plan.trains(stage, kinds, chosen) for kinds in own)
+        trains = any(plan.trains(stage, chosen))
         if not plan.bn_frozen(trains):
             continue
         if not trains:

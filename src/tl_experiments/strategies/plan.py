@@ -54,8 +54,7 @@ class StrategyPlan:
     @property
     def scheduled(self) -> bool:
         """Whether the strategy has a schedule (later phases, gradual unfreezing)."""
-        s = self.strategy
-        return bool(s.phases or s.unfreeze_every_n_epochs or s.unfreeze_milestones)
+        return self.strategy.scheduled
 
     @property
     def schedule_runs(self) -> bool:
@@ -103,25 +102,23 @@ class StrategyPlan:
         that start training then (phase 0's at epoch 0), under ``trainable_bn: reestimate``."""
         return self.started_at(epoch) if self.trainable_bn == "reestimate" else frozenset()
 
-    def trains(self, stage: Stage, kinds: frozenset[str], trainable: frozenset[int]) -> bool:
-        """Whether a parameter of ``kinds`` in ``stage`` trains while ``trainable`` stages
-        do: its stage trains and, below the head, it is of one of the plan's kinds. The
-        head, a new classifier, always trains whole when chosen (a bias alone could learn
-        only class priors)."""
+    def trains(self, stage: Stage, trainable: frozenset[int]) -> list[bool]:
+        """Whether each parameter of ``stage`` trains while ``trainable`` stages do: its
+        stage trains and, below the head, it is of one of the plan's kinds. The head, a new
+        classifier, always trains whole when chosen (a bias alone could learn only class
+        priors)."""
         if stage.index not in trainable:
-            return False
-        head = stage.index == len(self.lrs) - 1
-        return "all" in self.kinds or head or bool(kinds & set(self.kinds))
+            return [False] * len(stage.params)
+        if "all" in self.kinds or stage.index == len(self.lrs) - 1:
+            return [True] * len(stage.params)
+        kinds = set(self.kinds)
+        return [bool(own & kinds) for own in stage.kinds or [frozenset()] * len(stage.params)]
 
     def trainable_counts(self, stages: Sequence[Stage], epoch: int) -> list[int]:
         """How many parameters of each stage train during ``epoch`` (the run summary)."""
         chosen = self.trainable_at(epoch)
         return [
-            sum(
-                p.numel()
-                for p, own in zip(s.params, s.kinds or [frozenset()] * len(s.params), strict=True)
-                if self.trains(s, own, chosen)
-            )
+            sum(p.numel() for p, on in zip(s.params, self.trains(s, chosen), strict=True) if on)
             for s in stages
         ]
 
@@ -183,16 +180,15 @@ def compile_plan(
     decays = tuple(
         0.0 if strategy.uses_l2sp and i < n - 1 else strategy.weight_decay for i in range(n)
     )
-    scheduled = bool(
-        strategy.phases or strategy.unfreeze_every_n_epochs or strategy.unfreeze_milestones
-    )
     common = {
         "lrs": tuple(stage_lrs(strategy, n)),
         "weight_decays": decays,
         "kinds": strategy.kinds,
         "frozen_bn_trains": strategy.train_bn,
         "trainable_bn": strategy.trainable_bn,
-        "keeps_base": not (strategy.parameter_efficient and base_rebuildable and not scheduled),
+        "keeps_base": not (
+            strategy.parameter_efficient and base_rebuildable and not strategy.scheduled
+        ),
     }
     if max_epochs is None:
         first = Phase(0, frozenset(s.index for s in select_stages(stages, strategy.trainable)))

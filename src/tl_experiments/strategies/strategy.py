@@ -166,6 +166,11 @@ class Strategy:
         return self.kinds != ("all",)
 
     @property
+    def scheduled(self) -> bool:
+        """Whether which stages train changes during a run (phases, gradual unfreezing)."""
+        return bool(self.phases or self.unfreeze_every_n_epochs or self.unfreeze_milestones)
+
+    @property
     def uses_l2sp(self) -> bool:
         return self.l2sp_alpha > 0
 
