@@ -81,13 +81,13 @@ def _candidates(m: dict) -> list[dict]:
 # and its place in the grid -> a key, higher first. The first is the runs' own (halving.py).
 Rule = Callable[[list[float], list[float], int], tuple[float, ...]]
 RULES: dict[str, Rule] = {
-    "best accuracy so far, ties to the larger step (the runs' rule)": lambda acc, loss, i: (
+    "last accuracy, ties to the larger step (the runs' rule)": lambda acc, loss, i: (acc[-1], i),
+    "best accuracy so far, ties to the larger step (until 2026-12-05)": lambda acc, loss, i: (
         max(acc),
         i,
     ),
     "best accuracy so far, ties kept (Optuna's pruner alone)": lambda acc, loss, i: (max(acc),),
     "last accuracy": lambda acc, loss, i: (acc[-1],),
-    "last accuracy, ties to the larger step": lambda acc, loss, i: (acc[-1], i),
     "mean accuracy of the last 2 epochs, ties to the larger step": lambda acc, loss, i: (
         sum(acc[-2:]) / len(acc[-2:]),
         i,
@@ -289,6 +289,26 @@ def _md(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _doc_table(per_run: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """The summary as docs/results.md shows it: percentages, one column per reference."""
+    best = per_run.groupby("strategy")["best_setting"].first()
+
+    def pick(row, who: str) -> str:
+        return f"{row[f'val_{who}'] * 100:.1f} ({row[f'v_{who}']})"
+
+    return pd.DataFrame(
+        {
+            "strategy": table["strategy"],
+            "best setting": table["strategy"].map(best),
+            "val, best setting": [pick(r, "ref") for _, r in table.iterrows()],
+            "val, each seed's better setting": [pick(r, "ex") for _, r in table.iterrows()],
+            "val, the search's picks": [pick(r, "sh") for _, r in table.iterrows()],
+            "vs best setting (pts)": table["diff_ref"].map("{:+.2f}".format),
+            "vs each seed's better (pts)": table["diff_ex"].map("{:+.2f}".format),
+        }
+    )
+
+
 def _rules(sweeps: list[Path], first_rung: int | None) -> pd.DataFrame:
     """Rule x sweep, against the best setting and against each seed's better setting: the
     most points the search's picks fall below it (0 where never below), verdicts agreeing
@@ -335,6 +355,8 @@ def main() -> None:
         print(_md(per_run))
         print()
         print(_md(table))
+        print()
+        print(_md(_doc_table(per_run, table)))
         print(f"\nagainst the best setting: {meets(table, 'ref')}")
         print(f"against each seed's better setting: {meets(table, 'ex')}")
         if args.real is not None and sweep == args.sweeps[0]:  # the same data as the real one

@@ -76,6 +76,28 @@ def test_a_tie_at_the_rung_goes_to_the_larger_step_at_1_5_runs():
         assert result.candidates[1].best_val == max(curves[1])  # the raw accuracy, no TIE
 
 
+def test_a_rung_compares_the_accuracy_at_its_epoch_not_an_earlier_blip():
+    """Scratch on the face folder, seed 1 (docs/results.md): lr 3e-3 blips to 64% at epoch 2
+    and is back at chance at the rung (epoch 4); lr 1e-2 is at chance there too and leaves
+    it at epoch 8. The rung ties at chance, so the larger step goes on (the best-so-far
+    statistic kept the blip and lost 8 validation points)."""
+    curves = [
+        [0.50, 0.645, 0.50, 0.50, 0.50, 0.50, 0.50, 0.50],
+        [0.50, 0.50, 0.50, 0.50, 0.50, 0.474, 0.513, 0.724],
+    ]
+    result = successive_halving(grid([("lr", (3e-3, 1e-2))]), 8, 4, 2, lambda i, n: curves[i][:n])
+    assert [c.stopped_at for c in result.candidates] == [4, None]
+    assert result.selected == 1 and result.candidates[1].best_val == 0.724
+    # A clear lead at the rung still wins, whatever came before it.
+    curves[0][3] = 0.52
+    assert (
+        successive_halving(
+            grid([("lr", (3e-3, 1e-2))]), 8, 4, 2, lambda i, n: curves[i][:n]
+        ).selected
+        == 0
+    )
+
+
 def test_search_space_comes_from_the_strategy_file(make_cfg):
     assert search_space(make_cfg("strategy=partial_ft")) == (("backbone_lr_scale", (0.3, 1.0)),)
     assert search_space(make_cfg("strategy=feature_extraction")) == (("lr", (3e-3, 1e-2)),)

@@ -13,15 +13,21 @@ rung before any is judged, and they are judged best first, which is an ordering 
 have met; for the grids here (fewer than ``2 x reduction`` candidates at a rung) its rule
 then keeps exactly the best one, ties included, as synchronous successive halving does.
 
+A rung compares each candidate's validation accuracy of the rung's epoch, the value the
+survivor resumes from (Optuna's own use: ``trial.report(value, step)`` each epoch). Not its best
+so far: a one-epoch blip of a candidate that is back at chance at the rung (scratch on 76
+face images: 64% at epoch 2, 50% from epoch 3 on) would outrank one about to leave chance.
+Replayed on the recorded curves of four datasets, the rung's accuracy selects as well as the
+best so far or better everywhere (docs/results.md, "Other rung statistics").
+
 Ties at a rung go to the setting later in the file's order (``TIE``): the shipped search
 lists are ascending, so that is the larger step, which a decaying schedule (cosine to 0)
 holds back mid-run more often than the smaller one; and exactly one setting goes on, so a
 tie costs no more than a clear rung (Optuna's pruner would keep both: 2 runs' epochs
-instead of 1.5). Replayed on the recorded curves of four datasets its picks have the
-validation and test accuracy of the picks without it, at 1.5 runs everywhere
-(docs/results.md, "Cheap search"). Among several settings that reach the last epoch (the
-exhaustive reference) equal accuracies still go to the first in the file's order, Optuna's
-``best_trial``, as ``scripts/check_selection.py``'s reference reads them.
+instead of 1.5). Among several settings that reach the last epoch (the exhaustive
+reference) the best validation accuracy of any epoch is what counts (the checkpoint a run
+keeps), and equal ones go to the first in the file's order, Optuna's ``best_trial``, as
+``scripts/check_selection.py``'s reference reads them.
 
 Only validation accuracies are ever passed in: the caller tests the selected candidate
 once, after the search (``tl_experiments.tuning.run``).
@@ -120,7 +126,7 @@ def successive_halving(
             _advance(cands[i], trials[i], train_to(i, stop), i * TIE)
         if stop == epochs:
             break
-        for i in sorted(alive, key=lambda i: (-cands[i].best_val, -i)):  # best first (doc)
+        for i in sorted(alive, key=lambda i: (-cands[i].val_acc[-1], -i)):  # best first (doc)
             if trials[i].should_prune():
                 study.tell(trials[i], state=optuna.trial.TrialState.PRUNED)
                 cands[i].stopped_at = stop
@@ -141,9 +147,9 @@ def _ask(study, params: dict[str, Any], choices: dict[str, list]):
 
 
 def _advance(cand: Candidate, trial, val_acc: Sequence[float], tie: float) -> None:
-    """Record the new epochs' best-so-far validation accuracy (plus the candidate's ``tie``
-    share, ``TIE``) as the trial's values."""
+    """Record the new epochs' validation accuracy (plus the candidate's ``tie`` share,
+    ``TIE``) as the trial's values: a rung compares them at its epoch (module doc)."""
     new = [float(v) for v in val_acc]
     for epoch in range(len(cand.val_acc), len(new)):
-        trial.report(max(new[: epoch + 1]) + tie, step=epoch + 1)
+        trial.report(new[epoch] + tie, step=epoch + 1)
     cand.val_acc = new
