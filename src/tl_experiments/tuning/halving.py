@@ -17,7 +17,7 @@ A rung compares each candidate's validation accuracy of the rung's epoch, the va
 survivor resumes from (Optuna's own use: ``trial.report(value, step)`` each epoch). Not its best
 so far: a one-epoch blip of a candidate that is back at chance at the rung (scratch on 76
 face images: 64% at epoch 2, 50% from epoch 3 on) would outrank one about to leave chance.
-Replayed on the recorded curves of four datasets, the rung's accuracy selects as well as the
+Replayed on the recorded curves of five datasets, the rung's accuracy selects as well as the
 best so far or better everywhere (docs/results.md, "Other rung statistics").
 
 Ties at a rung go to the setting later in the file's order (``TIE``): the shipped search
