@@ -21,8 +21,8 @@ register_resolvers()
 def main(cfg: DictConfig) -> float | None:
     metrics = guarded(train, cfg)  # commands/train.py: Hydra's facts read once, then the run
     # Returned for sweepers that optimise a value (Optuna): best validation accuracy.
-    # A failed job returns None: hydra-optuna-sweeper records that as a failed trial and
-    # goes on (NaN would crash it: it then calls study.tell twice).
+    # A failed job returns None: the Optuna sweeper (hydra/sweeper=tl_optuna) records that as
+    # a failed trial and goes on.
     return None if metrics is None else metrics["best_val_acc"]
 
 

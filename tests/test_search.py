@@ -38,6 +38,7 @@ def _finish(proc: subprocess.Popen) -> None:
 
 def test_two_processes_share_one_study_and_a_rerun_continues_it(tmp_path: Path) -> None:
     import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
 
     first, second = _search(tmp_path, seed=0, n_trials=3), _search(tmp_path, seed=1, n_trials=3)
     _finish(first)
@@ -48,6 +49,12 @@ def test_two_processes_share_one_study_and_a_rerun_continues_it(tmp_path: Path) 
     assert sorted(t.number for t in trials) == list(range(6))  # every trial once, 3 + 3
     assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
     assert len({t.params["strategy.lr"] for t in trials}) == 6  # no trial repeated another
+    assert trials[0].distributions == {  # search_lr.yaml's params, as Optuna 5 stores them
+        "strategy.lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "strategy.trainable": CategoricalDistribution(
+            ["head", "from:6", "from:4", "from:2", "all"]
+        ),
+    }
     assert (tmp_path / "search" / "optimization_results.yaml").is_file()
 
     _finish(_search(tmp_path, seed=2, n_trials=2))  # the same command again: 2 more trials

@@ -39,9 +39,9 @@ class SeedMajorSweeperConf:
 
 
 # Also under the name of Hydra's own default sweeper, so it is the default of every multirun
-# while an experiment can still pick another (`override /hydra/sweeper: optuna`); an override
-# in train.yaml's defaults list would win over the experiment's. Hydra scans its core plugins
-# before hydra_plugins, so this entry replaces the basic sweeper's. A
+# while an experiment can still pick another (`override /hydra/sweeper: tl_optuna`); an
+# override in train.yaml's defaults list would win over the experiment's. Hydra scans its core
+# plugins before hydra_plugins, so this entry replaces the basic sweeper's. A
 # conf/hydra/sweeper/basic.yaml would do the same but makes Hydra warn (5 lines, in every job
 # of a parallel sweep) that a file is validated against a ConfigStore schema of the same name.
 for _name in ("seed_major", "basic"):
@@ -63,7 +63,7 @@ def job_grid(overrides: list[Override]) -> list[list[str]]:
             kind = override.value_type.name if override.value_type else "?"
             raise HydraException(
                 f"The seed_major sweeper takes lists, range() and choice(), not {kind} "
-                f"({key}); use hydra/sweeper=optuna for intervals."
+                f"({key}); use hydra/sweeper=tl_optuna for intervals."
             )
     return [list(job) for job in itertools.product(*values.values())]
 

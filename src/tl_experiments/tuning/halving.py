@@ -36,7 +36,6 @@ once, after the search (``tl_experiments.tuning.run``).
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,9 +136,7 @@ def successive_halving(
 
 
 def _ask(study, params: dict[str, Any], choices: dict[str, list]):
-    with warnings.catch_warnings():  # enqueue_trial is "experimental" in Optuna 2.x
-        warnings.simplefilter("ignore")
-        study.enqueue_trial(params)
+    study.enqueue_trial(params)
     trial = study.ask()
     for key in params:
         trial.suggest_categorical(key, choices[key])  # returns the enqueued value
