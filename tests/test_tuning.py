@@ -98,6 +98,25 @@ def test_a_rung_compares_the_accuracy_at_its_epoch_not_an_earlier_blip():
     )
 
 
+def test_a_missing_accuracy_at_the_rung_ranks_last_and_none_at_all_is_one_sentence():
+    """A setting with no validation accuracy at the rung (NaN) stops there, whatever its
+    place in the grid; one setting still goes on (1.5 runs for 2 of 3 stopped, as a clear
+    rung). With none at all, or a setting that ended before the rung (early stopping), the
+    search says what to change instead of failing inside Optuna."""
+    from tl_experiments.errors import UserError
+
+    nan = float("nan")
+    curves = [[0.5, 0.6, 0.6, 0.6], [0.5, nan, 0.9, 0.9], [0.5, 0.65, 0.7, 0.7]]
+    params = grid([("lr", (1e-3, 3e-3, 1e-2))])
+    result = successive_halving(params, 4, 2, 3, lambda i, n: curves[i][:n])
+    assert [c.stopped_at for c in result.candidates] == [2, 2, None]
+    assert result.selected == 2
+    with pytest.raises(UserError, match="check_val_every_n_epoch"):
+        successive_halving(params, 4, 2, 3, lambda i, n: [nan] * n)
+    with pytest.raises(UserError, match="early_stopping_patience"):
+        successive_halving(params, 4, 2, 3, lambda i, n: curves[i][: min(n, 1)])
+
+
 def test_search_space_comes_from_the_strategy_file(make_cfg):
     assert search_space(make_cfg("strategy=partial_ft")) == (("backbone_lr_scale", (0.3, 1.0)),)
     assert search_space(make_cfg("strategy=feature_extraction")) == (("lr", (3e-3, 1e-2)),)

@@ -40,6 +40,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tl_experiments.errors import UserError
+
 __all__ = ["Candidate", "SearchResult", "grid", "rungs", "successive_halving"]
 
 TrainTo = Callable[[int, int], Sequence[float]]  # (candidate, epochs) -> val acc per epoch
@@ -122,14 +124,27 @@ def successive_halving(
         if len(alive) == 1 and stop < epochs:
             continue  # nothing left to compare: the last one goes straight to the end
         for i in alive:
-            _advance(cands[i], trials[i], train_to(i, stop), i * TIE)
+            curve = train_to(i, stop)
+            if stop < epochs and len(curve) < stop:  # it cannot be resumed from a rung
+                raise UserError(
+                    f"A setting stopped after {len(curve)} epochs, before the rung at epoch "
+                    f"{stop} where successive halving compares and resumes the settings: drop "
+                    "trainer.early_stopping_patience, or search with tune.exhaustive=true."
+                )
+            _advance(cands[i], trials[i], curve, i * TIE)
         if stop == epochs:
             break
-        for i in sorted(alive, key=lambda i: (-cands[i].val_acc[-1], -i)):  # best first (doc)
-            if trials[i].should_prune():
+        for i in sorted(alive, key=lambda i: (-_at_rung(cands[i]), -i)):  # best first (doc)
+            if trials[i].should_prune():  # Optuna's pruner stops a NaN at the rung
                 study.tell(trials[i], state=optuna.trial.TrialState.PRUNED)
                 cands[i].stopped_at = stop
         alive = [i for i in alive if cands[i].stopped_at is None]
+        if not alive:
+            raise UserError(
+                f"No setting had a validation accuracy at epoch {stop}, where successive "
+                "halving compares them: validate every epoch (trainer.check_val_every_n_epoch"
+                "=1) with a validation split (data.val_fraction > 0)."
+            )
     for i in alive:
         study.tell(trials[i], cands[i].best_val)
     return SearchResult(cands, study.best_trial.number)
@@ -141,6 +156,12 @@ def _ask(study, params: dict[str, Any], choices: dict[str, list]):
     for key in params:
         trial.suggest_categorical(key, choices[key])  # returns the enqueued value
     return trial
+
+
+def _at_rung(cand: Candidate) -> float:
+    """What a rung ranks a candidate on: its last accuracy, a missing one (NaN) last."""
+    value = cand.val_acc[-1]
+    return value if value == value else float("-inf")
 
 
 def _advance(cand: Candidate, trial, val_acc: Sequence[float], tie: float) -> None:
