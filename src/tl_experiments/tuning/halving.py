@@ -134,20 +134,28 @@ def successive_halving(
             _advance(cands[i], trials[i], curve, i * TIE)
         if stop == epochs:
             break
-        for i in sorted(alive, key=lambda i: (-_at_rung(cands[i]), -i)):  # best first (doc)
-            if trials[i].should_prune():  # Optuna's pruner stops a NaN at the rung
-                study.tell(trials[i], state=optuna.trial.TrialState.PRUNED)
-                cands[i].stopped_at = stop
-        alive = [i for i in alive if cands[i].stopped_at is None]
-        if not alive:
-            raise UserError(
-                f"No setting had a validation accuracy at epoch {stop}, where successive "
-                "halving compares them: validate every epoch (trainer.check_val_every_n_epoch"
-                "=1) with a validation split (data.val_fraction > 0)."
-            )
+        alive = _judge(study, cands, trials, alive, stop)
     for i in alive:
         study.tell(trials[i], cands[i].best_val)
     return SearchResult(cands, study.best_trial.number)
+
+
+def _judge(study, cands: list[Candidate], trials: list, alive: list[int], stop: int) -> list[int]:
+    """Optuna's pruner at the rung ``stop``, best first (module doc): who goes on."""
+    import optuna
+
+    for i in sorted(alive, key=lambda i: (-_at_rung(cands[i]), -i)):
+        if trials[i].should_prune():  # Optuna's pruner stops a NaN at the rung
+            study.tell(trials[i], state=optuna.trial.TrialState.PRUNED)
+            cands[i].stopped_at = stop
+    alive = [i for i in alive if cands[i].stopped_at is None]
+    if not alive:
+        raise UserError(
+            f"No setting had a validation accuracy at epoch {stop}, where successive "
+            "halving compares them: validate every epoch (trainer.check_val_every_n_epoch"
+            "=1) with a validation split (data.val_fraction > 0)."
+        )
+    return alive
 
 
 def _ask(study, params: dict[str, Any], choices: dict[str, list]):
