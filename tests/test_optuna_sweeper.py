@@ -80,10 +80,16 @@ def _objective(params: dict[str, str]) -> float | None:
 
 
 def _search(
-    tmp_path: Path, n_trials: int, seed: int, max_failure_rate: float = 1.0, trainable: str = ""
+    tmp_path: Path,
+    n_trials: int,
+    seed: int,
+    max_failure_rate: float = 1.0,
+    trainable: str = "",
+    objective=None,
+    direction: str = "maximize",
 ) -> _Launcher:
     sweeper = OptunaSweeper(
-        direction="maximize",
+        direction=direction,
         study_name="lr",
         storage=f"sqlite:///{tmp_path / 'optuna.db'}",
         n_trials=n_trials,
@@ -93,7 +99,7 @@ def _search(
         params={"lr": "tag(log, interval(1e-4, 1e-2))", "trainable": f"choice({trainable})"},
     )
     sweeper.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
-    sweeper.launcher = _Launcher(_objective)
+    sweeper.launcher = _Launcher(objective or _objective)
     sweeper.sweep(["seed=3"])
     return sweeper.launcher
 
@@ -135,3 +141,37 @@ def test_more_failures_than_the_rate_allows_stop_the_search(tmp_path: Path) -> N
     study = optuna.load_study(study_name="lr", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * 2  # the first batch
     assert not (tmp_path / "optimization_results.yaml").exists()
+
+
+def test_an_interrupted_batch_leaves_no_trial_running_and_a_study_keeps_its_direction(
+    tmp_path, monkeypatch
+):
+    """Ctrl-C while a batch runs: its trials are FAIL in the study, not RUNNING forever (a
+    rerun's sampler would keep away from them). A rerun that asks the other direction of
+    the same study is one sentence, not a silently inverted search."""
+    import optuna
+    from optuna.trial import TrialState
+
+    def interrupted(params):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path, n_trials=4, seed=0, trainable="head", objective=interrupted)
+    study = optuna.load_study(study_name="lr", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * 2
+    # Interrupted between two asks of a batch: the trial already asked is FAIL too.
+    ask, asked = optuna.Study.ask, []
+
+    def ask_once(self, *args, **kwargs):
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(1)
+        return ask(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "ask", ask_once)
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path, n_trials=2, seed=2, trainable="head")
+    monkeypatch.undo()
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * 3
+    with pytest.raises(HydraException, match="is to maximize, not hydra.sweeper.direction"):
+        _search(tmp_path, n_trials=2, seed=1, trainable="head", direction="minimize")

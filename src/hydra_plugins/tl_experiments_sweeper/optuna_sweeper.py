@@ -60,7 +60,7 @@ class OptunaSweeperConf:
     storage: str | None = None  # SQLAlchemy URL of the study's database; None: in memory
     n_trials: int = 20  # trials to run in this start, added to the study's earlier ones
     n_jobs: int = 2  # trials asked together and launched as one batch
-    max_failure_rate: float = 0.0  # failed share of this start's trials that stops it
+    max_failure_rate: float = 0.0  # failed share of this start's trials so far that stops it
     sampler: TPESamplerConf = field(default_factory=TPESamplerConf)
     params: dict[str, str] | None = None  # key -> override grammar, e.g. interval(0, 1)
 
@@ -157,6 +157,19 @@ def job_value(ret: JobReturn) -> tuple[float | None, str]:
     return (number, "") if math.isfinite(number) else (None, f"returned {number}")
 
 
+def _fail_untold(study: "optuna.Study", trials: "list[optuna.Trial]") -> None:
+    """Tell FAIL to those of ``trials`` still RUNNING in the study (errors here would hide
+    the one being raised, so they are suppressed)."""
+    from optuna.trial import TrialState
+
+    ours = {t.number for t in trials}
+    with contextlib.suppress(Exception):
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.number in ours:
+                with contextlib.suppress(Exception):
+                    study.tell(t.number, state=TrialState.FAIL)
+
+
 class OptunaSweeper(Sweeper):
     """Optuna's TPE over ``params``, ``n_jobs`` trials per launcher batch (module doc)."""
 
@@ -210,12 +223,23 @@ class OptunaSweeper(Sweeper):
             direction=self.direction,
             load_if_exists=True,
         )
+        if study.direction.name.lower() != self.direction:  # a loaded study keeps its own
+            raise HydraException(
+                f"Study {study.study_name} in {self.storage} is to "
+                f"{study.direction.name.lower()}, not hydra.sweeper.direction={self.direction}."
+            )
         log.info(f"Study {study.study_name} ({self.direction}) on {self.storage or 'memory'}")
         done = failed = 0
         while done < self.n_trials:
             batch = min(self.n_jobs, self.n_trials - done)
-            trials = [study.ask(space.distributions) for _ in range(batch)]
-            failed += self.run_batch(study, trials, space)
+            trials: list = []
+            try:
+                for _ in range(batch):  # one by one: an interrupt between asks fails those asked
+                    trials.append(study.ask(space.distributions))
+                failed += self.run_batch(study, trials, space)
+            except BaseException:  # Ctrl-C, a launcher or storage error: no trial left RUNNING
+                _fail_untold(study, trials)
+                raise
             done += batch
             if failed > self.max_failure_rate * done:
                 raise HydraException(
@@ -232,12 +256,9 @@ class OptunaSweeper(Sweeper):
         from optuna.trial import TrialState
 
         batch = [space.overrides(trial.params) for trial in trials]
-        try:
-            returns = list(self.launcher.launch(batch, initial_job_idx=self.job_idx))
-        except BaseException:  # nothing was told: mark the batch failed, not running forever
-            for trial in trials:
-                study.tell(trial, state=TrialState.FAIL)
-            raise
+        if self.hydra_context is not None:  # each job's config loads, before any job runs
+            self.validate_batch_is_legal(batch)
+        returns = list(self.launcher.launch(batch, initial_job_idx=self.job_idx))
         self.job_idx += len(returns)
         failed = 0
         for trial, ret in zip(trials, returns, strict=True):
