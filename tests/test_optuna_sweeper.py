@@ -49,6 +49,8 @@ def test_the_override_grammar_becomes_optuna_distributions() -> None:
         OverridesParser.create().parse_overrides(["lr=interval(0,1)", "lr=3"])
     )
     assert fixed_later.distributions == {} and fixed_later.fixed == ["lr=3"]
+    with pytest.raises(HydraException, match="depth=tag.*step"):  # Optuna's own words
+        search_space(OverridesParser.create().parse_overrides(["depth=tag(log, range(1,10,3))"]))
 
 
 class _Launcher:

@@ -105,8 +105,8 @@ def search_space(overrides: list[Override]) -> SearchSpace:
             space.distributions[key] = numeric_distribution(key, override)
         else:
             raise HydraException(
-                f"The tl_optuna sweeper takes choice(), range() and interval(), not {key}="
-                f"{override.get_value_element_as_str()}; write the sweep with one of those."
+                f"The tl_optuna sweeper takes choice(), range() and interval(), not "
+                f"{override.input_line or key}; write the sweep with one of those."
             )
     return space
 
@@ -126,7 +126,15 @@ def choice_texts(override: Override) -> dict[Any, str]:
 
 
 def numeric_distribution(key: str, override: Override) -> Any:
-    """``range()`` or ``interval()`` (``tag(log, ...)``, ``tag(int, ...)``) as a distribution."""
+    """``range()`` or ``interval()`` (``tag(log, ...)``, ``tag(int, ...)``) as a distribution;
+    one Optuna cannot take (a log scale with a step, a low above its high) is one sentence."""
+    try:
+        return _numeric(key, override)
+    except ValueError as error:
+        raise HydraException(f"{override.input_line or key}: {error}") from error
+
+
+def _numeric(key: str, override: Override) -> Any:
     from optuna.distributions import FloatDistribution, IntDistribution
 
     sweep = override.value()
@@ -137,7 +145,7 @@ def numeric_distribution(key: str, override: Override) -> Any:
         return FloatDistribution(float(sweep.start), float(sweep.end), log=log_scale)
     values = list(override.sweep_iterator())
     if not values:
-        raise HydraException(f"{key}: {override.get_value_element_as_str()} is empty.")
+        raise HydraException(f"{override.input_line or key}: the range is empty.")
     low, high, step = min(values), max(values), abs(sweep.step)
     if all(isinstance(v, int) for v in [*values, step]):
         return IntDistribution(low, high, log=log_scale, step=step)
