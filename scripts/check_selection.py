@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tl_experiments.report.selection import RULES, agreement, check, meets
+from tl_experiments.report.selection import RULES, agreement, check, meets, runs
 from tl_experiments.tuning import candidate_name
 
 
@@ -75,11 +75,12 @@ def _rules(sweeps: list[Path], first_rung: int | None) -> pd.DataFrame:
     (same groups); then the search cost in runs, mean (max)."""
     table = {}
     for sweep in sweeps:
-        runs = check(sweep, first_rung)[0]
+        records = runs(sweep)
+        own = check(records, first_rung)[0]
         cells = []
         for rule in RULES:
-            per_run, verdicts = check(sweep, first_rung, rule)
-            if rule == next(iter(RULES)) and not per_run["halving"].equals(runs["halving"]):
+            per_run, verdicts = check(records, first_rung, rule)
+            if rule == next(iter(RULES)) and not per_run["halving"].equals(own["halving"]):
                 raise SystemExit(f"{sweep}: the rule replay differs from successive_halving's")
             parts = [_rule_cell(verdicts, ref) for ref in ("ref", "ex")]
             cost = per_run["cost"]

@@ -175,11 +175,12 @@ def _val_loss(run: dict, cand: dict) -> list[float]:
 
 
 def check(
-    sweep: Path, first_rung: int | None = None, rule: str | None = None
+    sweep: Path | list[dict], first_rung: int | None = None, rule: str | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per run and per strategy: the exhaustive pick against successive halving's (or, with
-    ``rule``, against the same search ranking on another statistic: ``RULES``)."""
-    rows, records = [], runs(sweep)
+    ``rule``, against the same search ranking on another statistic: ``RULES``). ``sweep``:
+    a reference sweep's folder, or its records (``runs``), read once for several checks."""
+    rows, records = [], runs(sweep) if isinstance(sweep, Path) else sweep
     best = _best_settings(records)
     for m in records:
         cands = _candidates(m)
@@ -192,6 +193,7 @@ def check(
             if rule is None
             else _replay_rule(m, cands, RULES[rule], first_rung)
         )
+        picks = {"ref": ref, "ex": ex, "sh": sh}
         rows.append(
             {
                 "strategy": m["strategy"],
@@ -199,17 +201,13 @@ def check(
                 "best_setting": names[ref],
                 "exhaustive": names[ex],
                 "halving": names[sh],
-                **{f"val_{k}": cands[i]["best_val_acc"] for k, i in _who(ref, ex, sh)},
-                **{f"test_{k}": cands[i]["reference_test_acc"] for k, i in _who(ref, ex, sh)},
+                **{f"val_{k}": cands[i]["best_val_acc"] for k, i in picks.items()},
+                **{f"test_{k}": cands[i]["reference_test_acc"] for k, i in picks.items()},
                 "cost": cost,
             }
         )
     per_run = pd.DataFrame(rows)
     return per_run, _verdicts(per_run)
-
-
-def _who(ref: int, ex: int, sh: int) -> list[tuple[str, int]]:
-    return [("ref", ref), ("ex", ex), ("sh", sh)]
 
 
 def _verdicts(per_run: pd.DataFrame) -> pd.DataFrame:
